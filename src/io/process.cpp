@@ -1,0 +1,112 @@
+#include "io/process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <system_error>
+#include <utility>
+
+namespace qrexec::io {
+
+int decode_wait_status(int status) {
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+    return 255;
+}
+
+Child::Child(pid_t pid) : pid_(pid) {
+    int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    if (fd >= 0) {
+        set_cloexec(fd);
+        pidfd_.reset(fd);
+    }
+}
+
+Child::Child(Child&& other) noexcept
+    : pid_(std::exchange(other.pid_, -1)), pidfd_(std::move(other.pidfd_)),
+      status_(std::exchange(other.status_, std::nullopt)) {}
+
+Child& Child::operator=(Child&& other) noexcept {
+    if (this != &other) {
+        if (running()) wait();
+        pid_ = std::exchange(other.pid_, -1);
+        pidfd_ = std::move(other.pidfd_);
+        status_ = std::exchange(other.status_, std::nullopt);
+    }
+    return *this;
+}
+
+Child::~Child() {
+    // Never leave a zombie behind: a Child that is still ours is reaped.
+    if (running()) wait();
+}
+
+std::optional<int> Child::try_wait() {
+    if (status_ || pid_ <= 0) return status_;
+    int status = 0;
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) status_ = decode_wait_status(status);
+    else if (r < 0 && errno == ECHILD) status_ = 255;
+    return status_;
+}
+
+int Child::wait() {
+    if (status_ || pid_ <= 0) return status_.value_or(255);
+    int status = 0;
+    pid_t r;
+    do {
+        r = waitpid(pid_, &status, 0);
+    } while (r < 0 && errno == EINTR);
+    status_ = r == pid_ ? decode_wait_status(status) : 255;
+    return *status_;
+}
+
+void close_fds_from(int lowest) {
+    if (syscall(SYS_close_range, lowest, ~0U, 0) == 0) return;
+    long max = sysconf(_SC_OPEN_MAX);
+    for (int fd = lowest; fd < max; ++fd) close(fd);
+}
+
+void reset_signals_for_child() {
+    for (int sig = 1; sig < NSIG; ++sig) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        signal(sig, SIG_DFL);
+    }
+    sigset_t empty;
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &empty, nullptr);
+}
+
+namespace {
+// dup2 that also works when the source already is the target (clears CLOEXEC).
+void install_fd(int from, int to) {
+    if (from < 0) return;
+    if (from == to) set_cloexec(to, false);
+    else dup2(from, to);
+}
+} // namespace
+
+Child spawn(StdioFds stdio, const std::function<int()>& body) {
+    pid_t pid = fork();
+    if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
+    if (pid == 0) {
+        reset_signals_for_child();
+        // Move sources out of the 0..2 range first so dup2 order cannot clobber them.
+        int in = stdio.in >= 0 && stdio.in <= 2 ? fcntl(stdio.in, F_DUPFD_CLOEXEC, 3) : stdio.in;
+        int out =
+            stdio.out >= 0 && stdio.out <= 2 ? fcntl(stdio.out, F_DUPFD_CLOEXEC, 3) : stdio.out;
+        int err =
+            stdio.err >= 0 && stdio.err <= 2 ? fcntl(stdio.err, F_DUPFD_CLOEXEC, 3) : stdio.err;
+        install_fd(in, 0);
+        install_fd(out, 1);
+        install_fd(err, 2);
+        _exit(body());
+    }
+    return Child(pid);
+}
+
+} // namespace qrexec::io

@@ -1,0 +1,60 @@
+// Child processes: fork with explicit stdio, RAII reaping, pidfd for the event loop.
+#pragma once
+
+#include "io/fd.h"
+
+#include <sys/types.h>
+
+#include <functional>
+#include <optional>
+
+namespace qrexec::io {
+
+// exit status as qrexec reports it: the exit code, or 128+signal.
+int decode_wait_status(int status);
+
+class Child {
+public:
+    Child() = default;
+    explicit Child(pid_t pid);
+    Child(const Child&) = delete;
+    Child& operator=(const Child&) = delete;
+    Child(Child&& other) noexcept;
+    Child& operator=(Child&& other) noexcept;
+    // A child that was never waited for is left running but reaped-by-nobody is
+    // avoided: the destructor waits (blocking) only if wait_on_destroy is set.
+    ~Child();
+
+    pid_t pid() const { return pid_; }
+    bool running() const { return pid_ > 0 && !status_; }
+    // fd that becomes readable when the child exits (pidfd).
+    int exit_fd() const { return pidfd_.get(); }
+    // Non-blocking reap; returns the status once the child has exited.
+    std::optional<int> try_wait();
+    int wait();
+    std::optional<int> status() const { return status_; }
+    void detach() { pid_ = -1; }
+
+private:
+    pid_t pid_ = -1;
+    Fd pidfd_;
+    std::optional<int> status_;
+};
+
+// What the child gets as fd 0/1/2; -1 keeps the parent's fd.
+struct StdioFds {
+    int in = -1;
+    int out = -1;
+    int err = -1;
+};
+
+// Forks; in the child: default signal dispositions and an empty mask, stdio
+// installed, every other fd closed, then body() runs. If body returns, the child
+// exits with its return value.
+Child spawn(StdioFds stdio, const std::function<int()>& body);
+
+// Close every fd >= lowest (used in children before exec).
+void close_fds_from(int lowest);
+void reset_signals_for_child();
+
+} // namespace qrexec::io
