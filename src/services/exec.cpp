@@ -1,0 +1,259 @@
+#include "services/exec.h"
+
+#include "io/log.h"
+#include "io/process.h"
+#include "protocol/messages.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <security/pam_appl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+namespace qrexec::services {
+
+using protocol::kExitNotFound;
+using protocol::kExitProblem;
+
+// Built only from constants; the call's values arrive as positional parameters:
+// $1 PATH, $2 FULLNAME, $3 SOURCE, $4 ARG, $5 TARGET where TARGET is "name:X",
+// "keyword:X" or empty (2-token form, or a type that sets neither variable).
+const char* const kLoginShellScript =
+    "set -e\n"
+    "unset QREXEC_SERVICE_FULL_NAME QREXEC_REMOTE_DOMAIN QREXEC_SERVICE_ARGUMENT "
+    "QREXEC_REQUESTED_TARGET_TYPE QREXEC_REQUESTED_TARGET QREXEC_REQUESTED_TARGET_KEYWORD\n"
+    "export QREXEC_SERVICE_FULL_NAME=\"$2\" QREXEC_REMOTE_DOMAIN=\"$3\"\n"
+    "case \"$2\" in *+*) export QREXEC_SERVICE_ARGUMENT=\"$4\";; esac\n"
+    "case \"$5\" in\n"
+    "name:*) export QREXEC_REQUESTED_TARGET_TYPE=name "
+    "QREXEC_REQUESTED_TARGET=\"${5#name:}\";;\n"
+    "keyword:*) export QREXEC_REQUESTED_TARGET_TYPE=keyword "
+    "QREXEC_REQUESTED_TARGET_KEYWORD=\"${5#keyword:}\";;\n"
+    "*) export QREXEC_REQUESTED_TARGET_TYPE=;;\n"
+    "esac\n"
+    "if [ -n \"$4\" ]; then exec \"$1\" \"$4\"; else exec \"$1\"; fi\n";
+
+namespace {
+
+std::vector<char*> c_array(std::vector<std::string>& strings) {
+    std::vector<char*> result;
+    for (auto& s : strings)
+        result.push_back(s.data());
+    result.push_back(nullptr);
+    return result;
+}
+
+[[noreturn]] void die(int code, const std::string& message) {
+    QLOG("{}", message);
+    _exit(code);
+}
+
+[[noreturn]] void exec_or_die(const std::string& program, std::vector<std::string> argv,
+                              std::vector<std::string> env) {
+    auto c_argv = c_array(argv);
+    auto c_env = c_array(env);
+    execve(program.c_str(), c_argv.data(), c_env.data());
+    int err = errno;
+    QLOG("execve {} failed: {}", program, io::errno_text(err));
+    _exit(err == ENOENT ? kExitNotFound : kExitProblem);
+}
+
+std::string login_target_arg(const ParsedCommand& command) {
+    auto target = requested_target(command);
+    if (!target || (target->type != "name" && target->type != "keyword")) return "";
+    return target->type + ":" + target->target;
+}
+
+#ifdef QREXEC_HAVE_PAM
+// Answers every prompt with an empty string (AGENT.md §4.3).
+int pam_conversation(int count, const pam_message** messages, pam_response** responses, void*) {
+    if (count <= 0 || count > PAM_MAX_NUM_MSG) return PAM_CONV_ERR;
+    auto* reply =
+        static_cast<pam_response*>(calloc(static_cast<size_t>(count), sizeof(pam_response)));
+    if (!reply) return PAM_BUF_ERR;
+    for (int i = 0; i < count; ++i) {
+        (void)messages[i];
+        reply[i].resp = strdup("");
+        if (!reply[i].resp) {
+            for (int j = 0; j < i; ++j)
+                free(reply[j].resp);
+            free(reply);
+            return PAM_BUF_ERR;
+        }
+    }
+    *responses = reply;
+    return PAM_SUCCESS;
+}
+
+// Ends the PAM transaction (and the session / credentials if they were set up).
+class PamSession {
+  public:
+    ~PamSession() {
+        if (!handle) return;
+        if (session_open) pam_close_session(handle, 0);
+        if (cred_set) pam_setcred(handle, PAM_DELETE_CRED);
+        pam_end(handle, last);
+    }
+    pam_handle_t* handle = nullptr;
+    int last = PAM_SUCCESS;
+    bool cred_set = false;
+    bool session_open = false;
+
+    bool check(int rc, const char* what) {
+        last = rc;
+        if (rc == PAM_SUCCESS) return true;
+        QLOG("PAM {} failed: {}", what, pam_strerror(handle, rc));
+        return false;
+    }
+};
+#endif
+
+} // namespace
+
+std::vector<std::string> login_shell_argv(const std::string& path, const ParsedCommand& command) {
+    return {"/bin/sh",
+            "-lc",
+            kLoginShellScript,
+            "sh",
+            path,
+            command.descriptor,
+            command.source_domain,
+            std::string(command.argument_or_empty()),
+            login_target_arg(command)};
+}
+
+void exec_service(const std::string& path, const ParsedCommand& command, ExecStyle style) {
+    if (!has_valid_token_count(command))
+        die(kExitProblem, "Invalid service command: expected 2 or 4 space-separated tokens in '" +
+                              command.service_header + "'");
+    if (path.empty() || path.front() != '/')
+        die(kExitProblem, "Service path is not absolute: " + path);
+    EnvList env = build_service_environment(current_environment(), command);
+    if (style == ExecStyle::Direct) exec_or_die(path, build_service_argv(path, command), env);
+    // The shell would report exec failures as 126/127; check first so the codes match
+    // the direct variant.
+    if (access(path.c_str(), X_OK) != 0) {
+        int err = errno;
+        die(err == ENOENT ? kExitNotFound : kExitProblem,
+            "Cannot execute " + path + ": " + io::errno_text(err));
+    }
+    exec_or_die("/bin/sh", login_shell_argv(path, command), env);
+}
+
+void exec_shell_command(const std::string& command, const std::string& shell, bool login_argv0) {
+    std::string argv0 = shell;
+    if (login_argv0) {
+        auto slash = shell.rfind('/');
+        argv0 = "-" + (slash == std::string::npos ? shell : shell.substr(slash + 1));
+    }
+    exec_or_die(shell, {argv0, "-c", command}, current_environment());
+}
+
+bool nonroot_user_allowed(const std::string& user) {
+    passwd pw{};
+    passwd* result = nullptr;
+    std::vector<char> buffer(16384);
+    if (getpwuid_r(geteuid(), &pw, buffer.data(), buffer.size(), &result) != 0 || !result)
+        return false;
+    return user == result->pw_name;
+}
+
+int run_as_user_with_pam(const std::string& user, pid_t agent_pid,
+                         const std::function<void()>& body) {
+#ifdef QREXEC_HAVE_PAM
+    passwd pw{};
+    passwd* found = nullptr;
+    std::vector<char> buffer(16384);
+    if (getpwnam_r(user.c_str(), &pw, buffer.data(), buffer.size(), &found) != 0 || !found) {
+        QLOG("User {} does not exist", user);
+        return kExitProblem;
+    }
+    PamSession pam;
+    pam_conv conv{pam_conversation, nullptr};
+    if (!pam.check(pam_start("qrexec", pw.pw_name, &conv, &pam.handle), "start")) {
+        pam.handle = nullptr; // pam_start failure leaves nothing to end
+        return kExitProblem;
+    }
+    if (!pam.check(pam_authenticate(pam.handle, 0), "authenticate")) return kExitProblem;
+    if (initgroups(pw.pw_name, pw.pw_gid) != 0) {
+        QLOG_ERRNO("initgroups for {}", user);
+        return kExitProblem;
+    }
+    if (!pam.check(pam_setcred(pam.handle, PAM_ESTABLISH_CRED), "setcred")) return kExitProblem;
+    pam.cred_set = true;
+    if (!pam.check(pam_open_session(pam.handle, 0), "open_session")) return kExitProblem;
+    pam.session_open = true;
+    const std::string vars[] = {
+        "QREXEC_AGENT_PID=" + std::to_string(agent_pid),
+        std::string("HOME=") + pw.pw_dir,
+        std::string("SHELL=") + pw.pw_shell,
+        std::string("USER=") + pw.pw_name,
+        std::string("LOGNAME=") + pw.pw_name,
+    };
+    for (const auto& var : vars)
+        if (!pam.check(pam_putenv(pam.handle, var.c_str()), "putenv")) return kExitProblem;
+    char** pam_env = pam_getenvlist(pam.handle);
+    if (!pam_env) {
+        QLOG("pam_getenvlist failed");
+        return kExitProblem;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        QLOG_ERRNO("fork");
+        return kExitProblem;
+    }
+    if (pid == 0) {
+        if (setgid(pw.pw_gid) != 0) die(kExitProblem, "setgid failed");
+        if (setuid(pw.pw_uid) != 0) die(kExitProblem, "setuid failed");
+        setsid();
+        if (chdir(pw.pw_dir) != 0) QLOG_ERRNO("Warning: cannot chdir to {}", pw.pw_dir);
+        environ = pam_env;
+        body();
+        _exit(kExitProblem);
+    }
+    for (char** p = pam_env; *p; ++p)
+        free(*p);
+    free(pam_env);
+    // The grandchild holds the stdio; ours must not keep the streams open.
+    close(0);
+    close(1);
+    close(2);
+    int status = 0;
+    pid_t r;
+    do {
+        r = waitpid(pid, &status, 0);
+    } while (r < 0 && errno == EINTR);
+    return r == pid ? io::decode_wait_status(status) : kExitProblem;
+#else
+    (void)agent_pid;
+    (void)body;
+    QLOG("Built without PAM: cannot switch to user {}", user);
+    return kExitProblem;
+#endif
+}
+
+void exec_call_as_user(const ParsedCommand& command, const PreparedCall& call,
+                       const std::string& user, pid_t agent_pid) {
+    bool service = call.kind == CallKind::Executable;
+    if (!service && call.kind != CallKind::ShellCommand)
+        die(kExitProblem, "exec_call_as_user: not an executable call");
+    if (geteuid() != 0) {
+        if (!nonroot_user_allowed(user))
+            die(kExitProblem,
+                "Running as a different user (" + user + ") requires the agent to run as root");
+        if (service) exec_service(call.path, command, ExecStyle::Direct);
+        exec_shell_command(command.command, "/bin/sh");
+    }
+    int status = run_as_user_with_pam(user, agent_pid, [&] {
+        if (service) exec_service(call.path, command, ExecStyle::LoginShell);
+        const char* shell = getenv("SHELL");
+        exec_shell_command(command.command, shell && *shell ? shell : "/bin/sh", true);
+    });
+    _exit(status);
+}
+
+} // namespace qrexec::services

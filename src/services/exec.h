@@ -1,0 +1,55 @@
+// Executing a call's program INSIDE an already-forked child whose stdio fds are
+// installed (AGENT.md §4.3, §4.5). The exec_* functions never return: on failure
+// they print a diagnostic on stderr and _exit(125) or _exit(127).
+#pragma once
+
+#include "services/command.h"
+#include "services/environment.h"
+#include "services/prepare.h"
+
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+
+namespace qrexec::services {
+
+enum class ExecStyle {
+    Direct,     // execve(path, [path, ARG?], service environment)
+    LoginShell, // /bin/sh -lc SCRIPT sh PATH FULLNAME SOURCE ARG TARGET (root agent + PAM)
+};
+
+// The constant script used by ExecStyle::LoginShell (exposed for tests).
+extern const char* const kLoginShellScript;
+
+// Argument vector of the LoginShell variant (exposed for tests).
+std::vector<std::string> login_shell_argv(const std::string& path, const ParsedCommand& command);
+
+// Token count 2 or 4 (else 125), absolute path (else 125), environment per §4.5
+// built from the current environ; execve ENOENT -> 127, other errors -> 125.
+[[noreturn]] void exec_service(const std::string& path, const ParsedCommand& command,
+                               ExecStyle style);
+
+// `shell -c command` with the current environment; login_argv0 gives argv[0] =
+// "-<basename of shell>" (login shell, PAM variant).
+[[noreturn]] void exec_shell_command(const std::string& command, const std::string& shell,
+                                     bool login_argv0 = false);
+
+// Root agent (AGENT.md §4.3): PAM service "qrexec" session for `user`, then a forked
+// grandchild switched to the user (setgid/setuid/setsid/chdir home, environ = PAM env
+// incl. QREXEC_AGENT_PID/HOME/SHELL/USER/LOGNAME) runs body() (which should exec; if it
+// returns the grandchild exits 125). The caller's 0/1/2 are closed while waiting.
+// Returns the grandchild's status (128+sig if signalled), or 125 on any PAM failure.
+int run_as_user_with_pam(const std::string& user, pid_t agent_pid,
+                         const std::function<void()>& body);
+
+// Non-root agents: the requested user must be the current user.
+bool nonroot_user_allowed(const std::string& user);
+
+// Whole §4.3 decision for a per-call handler's child, for Executable and ShellCommand
+// calls: as root -> PAM + login shell (services) / "<user shell> -c" (commands);
+// otherwise the user must be ours -> direct exec / "/bin/sh -c". Never returns.
+[[noreturn]] void exec_call_as_user(const ParsedCommand& command, const PreparedCall& call,
+                                    const std::string& user, pid_t agent_pid);
+
+} // namespace qrexec::services
