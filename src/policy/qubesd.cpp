@@ -1,0 +1,58 @@
+#include "policy/qubesd.h"
+
+#include "io/fd.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace qrexec::policy {
+
+std::optional<std::string> qubesd_call(const std::string& socket_path, const std::string& method,
+                                       const std::string& dest, const std::string& payload,
+                                       std::string* error, size_t max_reply) {
+    auto fail = [&](std::string what) -> std::optional<std::string> {
+        if (error) *error = "qubesd call " + method + " failed: " + what;
+        return std::nullopt;
+    };
+    io::Fd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!sock) return fail(std::string("socket: ") + std::strerror(errno));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (socket_path.size() >= sizeof addr.sun_path) return fail("socket path too long");
+    std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
+    if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+        return fail("connect " + socket_path + ": " + std::strerror(errno));
+    std::string request = method;
+    if (method.find('+') == std::string::npos) request += '+';
+    if (!dest.empty() && dest[0] == '@')
+        request += " dom0 keyword " + dest.substr(1);
+    else
+        request += " dom0 name " + dest;
+    request += '\0';
+    request += payload;
+    if (!io::write_all(sock.get(), request))
+        return fail(std::string("write: ") + std::strerror(errno));
+    ::shutdown(sock.get(), SHUT_WR);
+    std::string reply;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = ::read(sock.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return fail(std::string("read: ") + std::strerror(errno));
+        if (n == 0) break;
+        reply.append(buf, static_cast<size_t>(n));
+        if (reply.size() > max_reply) return fail("reply too large");
+    }
+    if (reply.size() < 2 || reply[0] != '0' || reply[1] != '\0') {
+        std::string kind = reply.size() > 2 && reply[0] == '2' ? std::string(reply.c_str() + 2)
+                                                               : std::string("malformed reply");
+        return fail(kind);
+    }
+    return reply.substr(2);
+}
+
+} // namespace qrexec::policy

@@ -1,0 +1,168 @@
+#include "policy/system_info.h"
+
+#include "policy/qubesd.h"
+
+#include <nlohmann/json.hpp>
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace qrexec::policy {
+
+namespace {
+
+// Upper bound for a system-info document (qubesd reply or file): far above any real
+// system, small enough that a runaway file cannot exhaust memory.
+constexpr size_t kMaxSystemInfoSize = 64 * 1024 * 1024;
+
+using nlohmann::json;
+
+std::optional<std::string> optional_string(const json& obj, const char* key) {
+    auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) return std::nullopt;
+    if (it->is_string()) return it->get<std::string>();
+    throw std::runtime_error(std::string("field '") + key + "' is not a string");
+}
+
+bool optional_bool(const json& obj, const char* key, bool fallback) {
+    auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) return fallback;
+    if (it->is_boolean()) return it->get<bool>();
+    throw std::runtime_error(std::string("field '") + key + "' is not a boolean");
+}
+
+Domain parse_domain(const std::string& name, const json& obj) {
+    if (!obj.is_object()) throw std::runtime_error("domain '" + name + "' is not an object");
+    Domain d;
+    d.name = name;
+    d.uuid = optional_string(obj, "uuid").value_or("");
+    if (d.uuid.empty() && name == "dom0") d.uuid = std::string(kDom0Uuid);
+    d.type = optional_string(obj, "type").value_or("AppVM");
+    if (auto it = obj.find("tags"); it != obj.end() && !it->is_null()) {
+        if (!it->is_array()) throw std::runtime_error("tags of '" + name + "' is not a list");
+        for (const auto& tag : *it) {
+            if (!tag.is_string())
+                throw std::runtime_error("a tag of '" + name + "' is not a string");
+            d.tags.push_back(tag.get<std::string>());
+        }
+    }
+    d.default_dispvm = optional_string(obj, "default_dispvm");
+    if (d.default_dispvm && d.default_dispvm->empty()) d.default_dispvm.reset();
+    d.template_for_dispvms = optional_bool(obj, "template_for_dispvms", false);
+    d.power_state = optional_string(obj, "power_state").value_or("Halted");
+    d.guivm = optional_string(obj, "guivm");
+    if (d.guivm && d.guivm->empty()) d.guivm.reset();
+    d.icon = optional_string(obj, "icon");
+    d.label = optional_string(obj, "label");
+    d.relayvm = optional_string(obj, "relayvm");
+    d.transport_rpc = optional_string(obj, "transport_rpc");
+    d.internal = optional_bool(obj, "internal", false);
+    return d;
+}
+
+} // namespace
+
+bool Domain::has_tag(std::string_view tag) const {
+    return std::find(tags.begin(), tags.end(), tag) != tags.end();
+}
+
+void SystemInfo::add(Domain domain) {
+    if (!domain.uuid.empty()) by_uuid_[domain.uuid] = domain.name;
+    std::string name = domain.name;
+    domains_.insert_or_assign(std::move(name), std::move(domain));
+}
+
+const Domain* SystemInfo::find(std::string_view name_or_uuid) const {
+    if (name_or_uuid.starts_with("uuid:")) {
+        auto it = by_uuid_.find(std::string(name_or_uuid.substr(5)));
+        if (it == by_uuid_.end()) return nullptr;
+        name_or_uuid = it->second;
+    }
+    auto it = domains_.find(name_or_uuid);
+    return it == domains_.end() ? nullptr : &it->second;
+}
+
+std::optional<SystemInfo> parse_system_info(std::string_view text, std::string* error) {
+    try {
+        json doc = json::parse(text.begin(), text.end());
+        if (!doc.is_object()) throw std::runtime_error("top level is not an object");
+        auto domains = doc.find("domains");
+        if (domains == doc.end() || !domains->is_object())
+            throw std::runtime_error("missing 'domains' object");
+        SystemInfo info;
+        for (const auto& [name, value] : domains->items()) {
+            if (name.empty()) throw std::runtime_error("empty domain name");
+            info.add(parse_domain(name, value));
+        }
+        return info;
+    } catch (const std::exception& e) {
+        if (error) *error = std::string("invalid system info: ") + e.what();
+        return std::nullopt;
+    }
+}
+
+std::optional<SystemInfo> load_system_info_file(const std::string& path, std::string* error) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        if (error) *error = "cannot open system info file " + path + ": " + std::strerror(errno);
+        return std::nullopt;
+    }
+    std::string text;
+    char buf[65536];
+    while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+        text.append(buf, static_cast<size_t>(in.gcount()));
+        if (text.size() > kMaxSystemInfoSize) {
+            if (error) *error = "system info file " + path + " is too large";
+            return std::nullopt;
+        }
+    }
+    return parse_system_info(text, error);
+}
+
+std::optional<SystemInfo> fetch_system_info_qubesd(const std::string& socket_path,
+                                                   std::string* error) {
+    std::string why;
+    auto reply =
+        qubesd_call(socket_path, "internal.GetSystemInfo", "dom0", "", &why, kMaxSystemInfoSize);
+    if (!reply) {
+        if (error) *error = "cannot get system info from qubesd: " + why;
+        return std::nullopt;
+    }
+    return parse_system_info(*reply, error);
+}
+
+SystemInfoSource SystemInfoSource::from_option_or_env(const std::string& option) {
+    if (!option.empty()) return SystemInfoSource(option);
+    if (const char* env = std::getenv("QREXEC_SYSTEM_INFO"); env && *env)
+        return SystemInfoSource(env);
+    return SystemInfoSource();
+}
+
+std::shared_ptr<const SystemInfo> SystemInfoSource::get(std::string* error) {
+    if (file_.empty()) {
+        auto info = fetch_system_info_qubesd(qubesd_socket_, error);
+        if (!info) return nullptr;
+        return std::make_shared<const SystemInfo>(std::move(*info));
+    }
+    struct stat st {};
+    if (::stat(file_.c_str(), &st) != 0) {
+        if (error) *error = "cannot stat system info file " + file_ + ": " + std::strerror(errno);
+        return nullptr;
+    }
+    long long mtime = static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
+    if (cached_ && mtime == cached_mtime_ns_ && st.st_size == cached_size_) return cached_;
+    auto info = load_system_info_file(file_, error);
+    if (!info) return nullptr;
+    cached_ = std::make_shared<const SystemInfo>(std::move(*info));
+    cached_mtime_ns_ = mtime;
+    cached_size_ = st.st_size;
+    return cached_;
+}
+
+} // namespace qrexec::policy
