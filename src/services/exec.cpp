@@ -150,6 +150,11 @@ void exec_shell_command(const std::string& command, const std::string& shell, bo
         auto slash = shell.rfind('/');
         argv0 = "-" + (slash == std::string::npos ? shell : shell.substr(slash + 1));
     }
+    exec_shell_command_argv0(command, shell, argv0);
+}
+
+void exec_shell_command_argv0(const std::string& command, const std::string& shell,
+                              const std::string& argv0) {
     exec_or_die(shell, {argv0, "-c", command}, current_environment());
 }
 

@@ -34,6 +34,9 @@ std::vector<std::string> login_shell_argv(const std::string& path, const ParsedC
 // "-<basename of shell>" (login shell, PAM variant).
 [[noreturn]] void exec_shell_command(const std::string& command, const std::string& shell,
                                      bool login_argv0 = false);
+// `shell -c command` with an explicit argv[0] (e.g. "bash" for dom0's `bash -c`).
+[[noreturn]] void exec_shell_command_argv0(const std::string& command, const std::string& shell,
+                                           const std::string& argv0);
 
 // Root agent (AGENT.md §4.3): PAM service "qrexec" session for `user`, then a forked
 // grandchild switched to the user (setgid/setuid/setsid/chdir home, environ = PAM env

@@ -30,7 +30,7 @@ PrepareResult success(PreparedCall call) {
     return result;
 }
 
-io::Fd connect_short_path(const std::string& path, std::string* error) {
+io::Fd connect_short_path(const std::string& path, std::string* error, int* error_number) {
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
@@ -40,6 +40,7 @@ io::Fd connect_short_path(const std::string& path, std::string* error) {
         return {};
     }
     if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+        if (error_number) *error_number = errno;
         if (error) *error = "connect to " + path + ": " + io::errno_text(errno);
         return {};
     }
@@ -90,8 +91,9 @@ PrepareResult finish_socket_call(PreparedCall call, const ParsedCommand& command
 
 } // namespace
 
-io::Fd connect_unix_socket(const std::string& path, std::string* error) {
-    if (path.size() < sizeof(sockaddr_un::sun_path)) return connect_short_path(path, error);
+io::Fd connect_unix_socket(const std::string& path, std::string* error, int* error_number) {
+    if (path.size() < sizeof(sockaddr_un::sun_path))
+        return connect_short_path(path, error, error_number);
     TempLinkDir temp;
     if (!temp.create()) {
         if (error) *error = "mkdtemp: " + io::errno_text(errno);
@@ -101,7 +103,7 @@ io::Fd connect_unix_socket(const std::string& path, std::string* error) {
         if (error) *error = "symlink: " + io::errno_text(errno);
         return {};
     }
-    return connect_short_path(temp.link_path(), error);
+    return connect_short_path(temp.link_path(), error, error_number);
 }
 
 std::string effective_user(const ParsedCommand& command, const RpcConfig& config) {

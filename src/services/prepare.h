@@ -42,6 +42,7 @@ std::string effective_user(const ParsedCommand& command, const RpcConfig& config
 
 // AF_UNIX stream connect; paths longer than sun_path go through a temporary symlink
 // in /tmp/qrexec-XXXXXX/ (removed again before returning). Invalid Fd + error on failure.
-io::Fd connect_unix_socket(const std::string& path, std::string* error = nullptr);
+io::Fd connect_unix_socket(const std::string& path, std::string* error = nullptr,
+                           int* error_number = nullptr);
 
 } // namespace qrexec::services
