@@ -1,0 +1,378 @@
+#include "daemon/async.h"
+
+#include "io/log.h"
+
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+namespace qrexec::daemon {
+
+namespace {
+constexpr std::chrono::milliseconds kConnectRetryDelay{10};
+// A full listen backlog (EAGAIN) is retried for about 5 s; the owner's own
+// deadline usually fires first.
+constexpr int kMaxConnectTries = 500;
+constexpr size_t kReadChunk = 16384;
+} // namespace
+
+// ---- Watch / Timer ----------------------------------------------------------
+
+Watch::Watch(io::EventLoop& loop, int fd, uint32_t events, io::EventLoop::FdHandler handler)
+    : loop_(&loop), fd_(fd) {
+    loop.watch(fd, events, std::move(handler));
+}
+
+Watch::Watch(Watch&& other) noexcept
+    : loop_(std::exchange(other.loop_, nullptr)), fd_(std::exchange(other.fd_, -1)) {}
+
+Watch& Watch::operator=(Watch&& other) noexcept {
+    if (this != &other) {
+        reset();
+        loop_ = std::exchange(other.loop_, nullptr);
+        fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+}
+
+void Watch::modify(uint32_t events) {
+    if (loop_) loop_->modify(fd_, events);
+}
+
+void Watch::reset() {
+    if (loop_) loop_->unwatch(fd_);
+    loop_ = nullptr;
+    fd_ = -1;
+}
+
+void Timer::start(std::chrono::milliseconds delay, std::function<void()> handler) {
+    cancel();
+    id_ = loop_->add_timer(delay, [this, handler = std::move(handler)] {
+        id_ = 0;
+        handler();
+    });
+}
+
+void Timer::cancel() {
+    if (id_) loop_->cancel_timer(id_);
+    id_ = 0;
+}
+
+// ---- Reaper -----------------------------------------------------------------
+
+Reaper::~Reaper() {
+    for (auto& [pid, entry] : children_) {
+        entry->watch.reset();
+        entry->child.detach(); // never block the daemon's exit on a child
+    }
+}
+
+void Reaper::adopt(io::Child child, std::string what) {
+    if (!child.running() || child.try_wait()) return;
+    pid_t pid = child.pid();
+    if (child.exit_fd() < 0) {
+        QLOG("cannot watch {} (pid {}), leaving it unreaped", what, pid);
+        child.detach();
+        return;
+    }
+    auto entry = std::make_unique<Entry>(Entry{std::move(child), std::move(what), Watch()});
+    entry->watch =
+        Watch(loop_, entry->child.exit_fd(), EPOLLIN, [this, pid](uint32_t) { check(pid); });
+    children_[pid] = std::move(entry);
+}
+
+void Reaper::check(pid_t pid) {
+    auto it = children_.find(pid);
+    if (it == children_.end()) return;
+    if (auto status = it->second->child.try_wait()) {
+        if (*status != 0) QLOG("{} (pid {}) exited with status {}", it->second->what, pid, *status);
+        children_.erase(it);
+    }
+}
+
+// ---- connect_unix -----------------------------------------------------------
+
+ConnectAttempt connect_unix(const std::string& path) {
+    ConnectAttempt attempt;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.empty() || path.size() >= sizeof addr.sun_path) {
+        attempt.error = ENAMETOOLONG;
+        return attempt;
+    }
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    io::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) {
+        attempt.error = errno;
+        return attempt;
+    }
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 &&
+        errno != EINPROGRESS) {
+        attempt.error = errno;
+        return attempt;
+    }
+    attempt.fd = std::move(fd);
+    return attempt;
+}
+
+namespace {
+// Non-blocking send without SIGPIPE; returns bytes sent, 0 when it would block, -1 on error.
+ssize_t send_some(int fd, const void* data, size_t size) {
+    for (;;) {
+        ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n >= 0) return n;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) return 0;
+        return -1;
+    }
+}
+} // namespace
+
+// ---- UnixExchange -----------------------------------------------------------
+
+UnixExchange::UnixExchange(io::EventLoop& loop, std::string path, std::string request,
+                           bool shutdown_write, size_t max_reply, Done done)
+    : loop_(loop), path_(std::move(path)), request_(std::move(request)),
+      shutdown_write_(shutdown_write), max_reply_(max_reply), done_(std::move(done)), retry_(loop) {
+    retry_.start(std::chrono::milliseconds(0), [this] { try_connect(); });
+}
+
+void UnixExchange::try_connect() {
+    auto attempt = connect_unix(path_);
+    if (attempt.error == EAGAIN && ++connect_tries_ < kMaxConnectTries) {
+        retry_.start(kConnectRetryDelay, [this] { try_connect(); });
+        return;
+    }
+    if (attempt.error) {
+        finish(Outcome::ConnectFailed, attempt.error);
+        return;
+    }
+    fd_ = std::move(attempt.fd);
+    watch_ = Watch(loop_, fd_.get(), EPOLLIN | EPOLLOUT, [this](uint32_t ev) { on_events(ev); });
+}
+
+void UnixExchange::on_events(uint32_t events) {
+    if (sent_ < request_.size()) {
+        ssize_t n = send_some(fd_.get(), request_.data() + sent_, request_.size() - sent_);
+        if (n < 0) {
+            finish(Outcome::IoError, errno);
+            return;
+        }
+        sent_ += static_cast<size_t>(n);
+        if (sent_ == request_.size()) {
+            if (shutdown_write_) ::shutdown(fd_.get(), SHUT_WR);
+            watch_.modify(EPOLLIN);
+        }
+    }
+    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
+    char buffer[kReadChunk];
+    ssize_t n = ::read(fd_.get(), buffer, sizeof buffer);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) return;
+        finish(Outcome::IoError, errno);
+        return;
+    }
+    if (n == 0) {
+        finish(Outcome::Reply, 0);
+        return;
+    }
+    reply_.append(buffer, static_cast<size_t>(n));
+    if (reply_.size() > max_reply_) finish(Outcome::TooLong, 0);
+}
+
+void UnixExchange::finish(Outcome outcome, int error) {
+    watch_.reset();
+    fd_.reset();
+    retry_.cancel();
+    Result result{outcome, error, std::move(reply_)};
+    auto done = std::move(done_);
+    done(std::move(result)); // may destroy *this: nothing may follow
+}
+
+// ---- DaemonCall -------------------------------------------------------------
+
+DaemonCall::DaemonCall(io::EventLoop& loop, std::string path, uint32_t type,
+                       protocol::ExecParams params, const std::string& cmdline, Done done)
+    : loop_(loop), path_(std::move(path)), type_(type), done_(std::move(done)), retry_(loop) {
+    // Our HELLO and the request go out together; a daemon reads them in order
+    // whether or not we have read its HELLO yet (P§4.2 allows either order).
+    out_ = protocol::encode_frame(protocol::MSG_HELLO,
+                                  protocol::encode_hello(protocol::kClientProtocolVersion));
+    std::string body = cmdline;
+    body.push_back('\0');
+    auto request = protocol::encode_frame(
+        type, protocol::encode_exec_params(params, protocol::as_bytes(body)));
+    out_.insert(out_.end(), request.begin(), request.end());
+    retry_.start(std::chrono::milliseconds(0), [this] { try_connect(); });
+}
+
+io::Fd DaemonCall::take_connection() {
+    return std::move(fd_);
+}
+
+void DaemonCall::try_connect() {
+    auto attempt = connect_unix(path_);
+    if (attempt.error == EAGAIN && ++connect_tries_ < kMaxConnectTries) {
+        retry_.start(kConnectRetryDelay, [this] { try_connect(); });
+        return;
+    }
+    if (attempt.error) {
+        Result result;
+        result.outcome = attempt.error == ENOENT || attempt.error == ECONNREFUSED
+                             ? Outcome::NotRunning
+                             : Outcome::Failed;
+        result.error = "cannot connect to " + path_ + ": " + io::errno_text(attempt.error);
+        finish(std::move(result));
+        return;
+    }
+    fd_ = std::move(attempt.fd);
+    watch_ = Watch(loop_, fd_.get(), EPOLLIN | EPOLLOUT, [this](uint32_t ev) { on_events(ev); });
+}
+
+void DaemonCall::on_events(uint32_t events) {
+    if (sent_ < out_.size()) {
+        ssize_t n = send_some(fd_.get(), out_.data() + sent_, out_.size() - sent_);
+        if (n < 0) {
+            finish({Outcome::Failed, "write to " + path_ + ": " + io::errno_text(errno), {}});
+            return;
+        }
+        sent_ += static_cast<size_t>(n);
+        if (sent_ == out_.size()) watch_.modify(EPOLLIN);
+    }
+    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
+    std::byte buffer[256];
+    ssize_t n = ::read(fd_.get(), buffer, sizeof buffer);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR) return;
+        finish({Outcome::Failed, "read from " + path_ + ": " + io::errno_text(errno), {}});
+        return;
+    }
+    if (n == 0) {
+        finish({Outcome::Failed, "connection closed by " + path_ + " before its reply", {}});
+        return;
+    }
+    in_.append(std::span<const std::byte>(buffer, static_cast<size_t>(n)));
+    process_frames();
+}
+
+bool DaemonCall::process_frames() {
+    for (;;) {
+        Frame frame;
+        auto status = in_.next(frame, [this](protocol::Header h) {
+            if (!got_hello_) return h.type == protocol::MSG_HELLO && h.len == 4;
+            return h.type == type_ && h.len == protocol::kExecParamsSize;
+        });
+        if (status == FrameBuffer::Status::NeedMore) return false;
+        if (status == FrameBuffer::Status::Rejected) {
+            finish({Outcome::Failed,
+                    std::string(got_hello_ ? "invalid reply" : "invalid HELLO") + " from " + path_,
+                    {}});
+            return true;
+        }
+        if (!got_hello_) {
+            auto version = protocol::decode_hello(frame.payload);
+            if (!version || *version < protocol::kClientProtocolVersion) {
+                finish({Outcome::Failed, "incompatible protocol version from " + path_, {}});
+                return true;
+            }
+            got_hello_ = true;
+            continue;
+        }
+        auto params = protocol::decode_exec_params(frame.payload);
+        Result result;
+        result.outcome = Outcome::Reply;
+        result.reply = params.value_or(protocol::ExecParams{});
+        finish(std::move(result));
+        return true;
+    }
+}
+
+void DaemonCall::finish(Result result) {
+    watch_.reset();
+    retry_.cancel();
+    if (result.outcome != Outcome::Reply) fd_.reset();
+    auto done = std::move(done_);
+    done(std::move(result)); // may destroy *this: nothing may follow
+}
+
+// ---- ProgramRun -------------------------------------------------------------
+
+ProgramRun::ProgramRun(io::EventLoop& loop, Reaper& reaper, std::string path,
+                       std::vector<std::string> argv, size_t max_output, Done done)
+    : loop_(loop), reaper_(reaper), max_output_(max_output), done_(std::move(done)),
+      start_failed_(loop) {
+    try {
+        auto pair = io::make_socketpair();
+        int child_end = pair.second.get();
+        child_ = io::spawn({child_end, child_end, -1}, [&]() -> int {
+            io::close_fds_from(3);
+            std::vector<char*> args;
+            for (auto& arg : argv)
+                args.push_back(arg.data());
+            args.push_back(nullptr);
+            ::execv(path.c_str(), args.data());
+            QLOG_ERRNO("cannot execute {}", path);
+            return 125;
+        });
+        out_ = std::move(pair.first);
+        io::set_nonblocking(out_.get());
+    } catch (const std::exception& e) {
+        QLOG("cannot start {}: {}", path, e.what());
+        start_failed_.start(std::chrono::milliseconds(0), [this] {
+            auto done = std::move(done_);
+            done(Result{125, false, {}});
+        });
+        return;
+    }
+    out_watch_ = Watch(loop_, out_.get(), EPOLLIN, [this](uint32_t) { on_output(); });
+    if (child_.exit_fd() >= 0) {
+        exit_watch_ = Watch(loop_, child_.exit_fd(), EPOLLIN, [this](uint32_t) { on_exit(); });
+    } else {
+        QLOG("no pidfd for {}", path);
+    }
+}
+
+ProgramRun::~ProgramRun() {
+    if (child_.running() && !child_.try_wait()) {
+        ::kill(child_.pid(), SIGTERM);
+        exit_watch_.reset();
+        reaper_.adopt(std::move(child_), "abandoned policy program");
+    }
+}
+
+void ProgramRun::on_output() {
+    char buffer[kReadChunk];
+    ssize_t n = ::read(out_.get(), buffer, sizeof buffer);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n > 0) {
+        output_.append(buffer, static_cast<size_t>(n));
+        if (output_.size() <= max_output_) return;
+        too_long_ = true;
+        ::kill(child_.pid(), SIGKILL); // its answer is unusable anyway
+    }
+    eof_ = true;
+    out_watch_.reset();
+    out_.reset();
+    maybe_finish();
+}
+
+void ProgramRun::on_exit() {
+    if (!child_.try_wait()) return;
+    exit_watch_.reset();
+    maybe_finish();
+}
+
+void ProgramRun::maybe_finish() {
+    if (!eof_ || !child_.status()) return;
+    Result result{*child_.status(), too_long_, std::move(output_)};
+    auto done = std::move(done_);
+    done(std::move(result)); // may destroy *this: nothing may follow
+}
+
+} // namespace qrexec::daemon

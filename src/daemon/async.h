@@ -1,0 +1,202 @@
+// Small asynchronous building blocks for the daemon's single event loop:
+// RAII fd watches and timers, a child reaper, a "send request, read reply to
+// EOF" UNIX-socket exchange (policy daemon, qubesd), a qrexec-daemon socket
+// call (P§4.2 handshake + EXEC_CMDLINE + reply) and a watched program run
+// (policy program). Every completion is delivered from the loop, never from
+// the constructor, and never after the object was destroyed.
+#pragma once
+
+#include "daemon/frame_buffer.h"
+#include "io/event_loop.h"
+#include "io/fd.h"
+#include "io/process.h"
+#include "protocol/messages.h"
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qrexec::daemon {
+
+// Watches an fd for as long as it lives.
+class Watch {
+  public:
+    Watch() = default;
+    Watch(io::EventLoop& loop, int fd, uint32_t events, io::EventLoop::FdHandler handler);
+    Watch(const Watch&) = delete;
+    Watch& operator=(const Watch&) = delete;
+    Watch(Watch&& other) noexcept;
+    Watch& operator=(Watch&& other) noexcept;
+    ~Watch() { reset(); }
+    void modify(uint32_t events);
+    void reset();
+    bool active() const { return loop_ != nullptr; }
+
+  private:
+    io::EventLoop* loop_ = nullptr;
+    int fd_ = -1;
+};
+
+// A one-shot timer, cancelled when destroyed.
+class Timer {
+  public:
+    explicit Timer(io::EventLoop& loop) : loop_(&loop) {}
+    Timer(const Timer&) = delete;
+    Timer& operator=(const Timer&) = delete;
+    ~Timer() { cancel(); }
+    void start(std::chrono::milliseconds delay, std::function<void()> handler);
+    void cancel();
+    bool armed() const { return id_ != 0; }
+
+  private:
+    io::EventLoop* loop_;
+    io::EventLoop::TimerId id_ = 0;
+};
+
+// Reaps children nobody waits for any more (via their pidfds). Children still
+// running when the reaper is destroyed are left alone (never block on them).
+class Reaper {
+  public:
+    explicit Reaper(io::EventLoop& loop) : loop_(loop) {}
+    Reaper(const Reaper&) = delete;
+    Reaper& operator=(const Reaper&) = delete;
+    ~Reaper();
+    void adopt(io::Child child, std::string what);
+    size_t size() const { return children_.size(); }
+
+  private:
+    struct Entry {
+        io::Child child;
+        std::string what;
+        Watch watch;
+    };
+    void check(pid_t pid);
+    io::EventLoop& loop_;
+    std::map<pid_t, std::unique_ptr<Entry>> children_;
+};
+
+// Non-blocking connect to a UNIX socket path. EAGAIN (full backlog) is
+// reported as such so the caller can retry.
+struct ConnectAttempt {
+    io::Fd fd;
+    int error = 0; // 0 = connected
+};
+ConnectAttempt connect_unix(const std::string& path);
+
+// Connects, writes `request`, optionally shuts down the write side, and reads
+// the reply to EOF (at most max_reply bytes).
+class UnixExchange {
+  public:
+    enum class Outcome { Reply, ConnectFailed, IoError, TooLong };
+    struct Result {
+        Outcome outcome = Outcome::Reply;
+        int error = 0;
+        std::string reply;
+    };
+    using Done = std::function<void(Result)>;
+
+    UnixExchange(io::EventLoop& loop, std::string path, std::string request, bool shutdown_write,
+                 size_t max_reply, Done done);
+    UnixExchange(const UnixExchange&) = delete;
+    UnixExchange& operator=(const UnixExchange&) = delete;
+
+  private:
+    void try_connect();
+    void on_events(uint32_t events);
+    void finish(Outcome outcome, int error);
+
+    io::EventLoop& loop_;
+    std::string path_;
+    std::string request_;
+    size_t sent_ = 0;
+    bool shutdown_write_;
+    size_t max_reply_;
+    Done done_;
+    io::Fd fd_;
+    Watch watch_;
+    Timer retry_;
+    std::string reply_;
+    int connect_tries_ = 0;
+};
+
+// A call to another qrexec-daemon's client socket: handshake (P§4.2), one
+// EXEC_CMDLINE/JUST_EXEC{params, cmdline}, and its {domain, port} reply.
+class DaemonCall {
+  public:
+    enum class Outcome { Reply, NotRunning, Failed };
+    struct Result {
+        Outcome outcome = Outcome::Failed;
+        std::string error;
+        protocol::ExecParams reply{};
+    };
+    using Done = std::function<void(Result)>;
+
+    DaemonCall(io::EventLoop& loop, std::string path, uint32_t type, protocol::ExecParams params,
+               const std::string& cmdline, Done done);
+    DaemonCall(const DaemonCall&) = delete;
+    DaemonCall& operator=(const DaemonCall&) = delete;
+    // The connection, after a Reply (kept open by disposable calls, whose
+    // target daemon closes it when the call terminates).
+    io::Fd take_connection();
+
+  private:
+    void try_connect();
+    void on_events(uint32_t events);
+    void finish(Result result);
+    bool process_frames(); // true when finished
+
+    io::EventLoop& loop_;
+    std::string path_;
+    uint32_t type_;
+    std::vector<std::byte> out_;
+    size_t sent_ = 0;
+    Done done_;
+    io::Fd fd_;
+    Watch watch_;
+    Timer retry_;
+    FrameBuffer in_;
+    bool got_hello_ = false;
+    int connect_tries_ = 0;
+};
+
+// Runs a program whose stdin+stdout is one socketpair end; collects stdout to
+// EOF (at most max_output bytes) and its exit status.
+class ProgramRun {
+  public:
+    struct Result {
+        int status = 255; // exit status, 128+signal
+        bool too_long = false;
+        std::string output;
+    };
+    using Done = std::function<void(Result)>;
+
+    ProgramRun(io::EventLoop& loop, Reaper& reaper, std::string path, std::vector<std::string> argv,
+               size_t max_output, Done done);
+    ProgramRun(const ProgramRun&) = delete;
+    ProgramRun& operator=(const ProgramRun&) = delete;
+    ~ProgramRun();
+
+  private:
+    void on_output();
+    void on_exit();
+    void maybe_finish();
+
+    io::EventLoop& loop_;
+    Reaper& reaper_;
+    size_t max_output_;
+    Done done_;
+    io::Child child_;
+    io::Fd out_;
+    Watch out_watch_;
+    Watch exit_watch_;
+    Timer start_failed_;
+    std::string output_;
+    bool eof_ = false;
+    bool too_long_ = false;
+};
+
+} // namespace qrexec::daemon

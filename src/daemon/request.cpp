@@ -1,0 +1,318 @@
+#include "daemon/request.h"
+
+#include "io/log.h"
+
+#include <signal.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace qrexec::daemon {
+
+namespace {
+constexpr size_t kMaxQubesdReply = 65535;
+constexpr const char* kVmNotHalted = "QubesVMNotHaltedError";
+constexpr size_t kUuidLength = 36;
+} // namespace
+
+Request::Request(RequestHost& host, const RequestSettings& settings, uint64_t id,
+                 protocol::ValidTrigger trigger)
+    : host_(host), settings_(settings), id_(id), trigger_(std::move(trigger)),
+      ident_text_(protocol::ident_text(trigger_.ident)), deadline_(host.loop()) {
+    query_.source = settings_.domname;
+    query_.requested_source = trigger_.requested_source;
+    query_.intended_target = trigger_.target;
+    query_.service_and_arg = trigger_.service;
+}
+
+Request::~Request() {
+    deadline_.cancel();
+    dom0_watch_.reset();
+    if (dom0_client_.running() && !dom0_client_.try_wait()) {
+        // Unanswered qrexec-client: it can no longer connect back usefully.
+        if (!finished_) ::kill(dom0_client_.pid(), SIGTERM);
+        host_.reaper().adopt(std::move(dom0_client_), "qrexec-client for " + describe());
+    }
+    if (disposable_) host_.kill_disposable(*disposable_);
+}
+
+std::string Request::describe() const {
+    return "request '" + ident_text_ + "' (" + settings_.domname + " -> " +
+           (trigger_.target.empty() ? std::string("''") : trigger_.target) + ", " +
+           trigger_.service + ")";
+}
+
+void Request::start() {
+    ask_policy_socket();
+}
+
+void Request::arm(std::chrono::milliseconds timeout, const char* what) {
+    deadline_.start(timeout, [this, timeout, what] {
+        refuse("timed out after " + std::to_string(timeout.count()) + " ms waiting for " + what);
+    });
+}
+
+void Request::refuse(const std::string& reason) {
+    if (finished_) return;
+    QLOG("refusing {}: {}", describe(), reason);
+    finished_ = true;
+    deadline_.cancel();
+    if (stage_ == Stage::Dom0 && dom0_client_.running()) ::kill(dom0_client_.pid(), SIGTERM);
+    host_.request_refuse(*this);
+}
+
+void Request::allow(uint32_t domain, uint32_t port) {
+    if (finished_) return;
+    finished_ = true;
+    deadline_.cancel();
+    host_.request_connect(*this, domain, port);
+}
+
+// ---- policy -----------------------------------------------------------------
+
+void Request::ask_policy_socket() {
+    stage_ = Stage::PolicySocket;
+    arm(settings_.timeouts.policy, "the policy daemon");
+    exchange_ = std::make_unique<UnixExchange>(
+        host_.loop(), settings_.policy_socket, format_policy_request(query_), false,
+        kMaxPolicyReply, [this](UnixExchange::Result r) { on_policy_socket(std::move(r)); });
+}
+
+void Request::on_policy_socket(UnixExchange::Result result) {
+    using Outcome = UnixExchange::Outcome;
+    switch (result.outcome) {
+    case Outcome::ConnectFailed:
+        QLOG("cannot connect to policy daemon at {}: {}; using {}", settings_.policy_socket,
+             io::errno_text(result.error), settings_.policy_program);
+        run_policy_program();
+        return;
+    case Outcome::IoError:
+        refuse("policy daemon connection failed: " + io::errno_text(result.error));
+        return;
+    case Outcome::TooLong:
+        QLOG("policy daemon reply longer than {} bytes; using {}", kMaxPolicyReply,
+             settings_.policy_program);
+        run_policy_program();
+        return;
+    case Outcome::Reply:
+        break;
+    }
+    auto parse = parse_policy_reply(result.reply);
+    if (!parse.decision) {
+        QLOG("malformed reply from policy daemon ({}); using {}", parse.error,
+             settings_.policy_program);
+        run_policy_program();
+        return;
+    }
+    decide(parse, "policy daemon");
+}
+
+void Request::run_policy_program() {
+    stage_ = Stage::PolicyProgram;
+    arm(settings_.timeouts.policy, "the policy program");
+    program_ = std::make_unique<ProgramRun>(
+        host_.loop(), host_.reaper(), settings_.policy_program, policy_program_argv(query_),
+        kMaxPolicyReply, [this](ProgramRun::Result r) { on_policy_program(std::move(r)); });
+}
+
+void Request::on_policy_program(ProgramRun::Result result) {
+    if (result.too_long) {
+        refuse("policy program output longer than " + std::to_string(kMaxPolicyReply) + " bytes");
+        return;
+    }
+    if (result.status != 0) {
+        refuse("policy program " + settings_.policy_program + " failed with status " +
+               std::to_string(result.status));
+        return;
+    }
+    auto parse = parse_policy_reply(result.output);
+    if (!parse.decision) {
+        refuse("malformed reply from policy program: " + parse.error);
+        return;
+    }
+    decide(parse, "policy program");
+}
+
+void Request::decide(const PolicyParse& parse, const char* from) {
+    for (const auto& line : parse.ignored_lines)
+        QLOG("ignoring unknown line in reply from {}: '{}'", from, line);
+    const auto& decision = *parse.decision;
+    if (!decision.allow) {
+        refuse(std::string("denied by ") + from);
+        return;
+    }
+    plan_ = plan_call(decision, trigger_.service, settings_.domname);
+    if (plan_.to_dom0) {
+        run_dom0_client();
+        return;
+    }
+    if (auto template_name = dispvm_template(plan_.destination)) {
+        if (!plan_.autostart) {
+            refuse("disposable target " + plan_.destination + " requires autostart");
+            return;
+        }
+        create_disposable(*template_name);
+        return;
+    }
+    connect_target(plan_.autostart);
+}
+
+// ---- qubesd: disposables and autostart ---------------------------------------
+
+void Request::create_disposable(const std::string& template_name) {
+    stage_ = Stage::Disposable;
+    arm(settings_.timeouts.qubesd, "qubesd (admin.vm.CreateDisposable)");
+    bool uuid_form = template_name.rfind("uuid:", 0) == 0;
+    exchange_ = std::make_unique<UnixExchange>(
+        host_.loop(), settings_.qubesd_socket,
+        qubesd_request("admin.vm.CreateDisposable", "", template_name, uuid_form ? "uuid" : ""),
+        true, kMaxQubesdReply, [this, uuid_form](UnixExchange::Result r) {
+            if (r.outcome != UnixExchange::Outcome::Reply) {
+                refuse("qubesd call admin.vm.CreateDisposable via " + settings_.qubesd_socket +
+                       " failed: " +
+                       (r.outcome == UnixExchange::Outcome::TooLong ? std::string("reply too long")
+                                                                    : io::errno_text(r.error)));
+                return;
+            }
+            auto reply = parse_qubesd_reply(r.reply);
+            if (!reply.ok) {
+                refuse("admin.vm.CreateDisposable failed: " + reply.exception_type);
+                return;
+            }
+            bool valid = uuid_form ? reply.value.size() == 5 + kUuidLength &&
+                                         reply.value.rfind("uuid:", 0) == 0
+                                   : is_safe_destination(reply.value);
+            if (!valid || !is_safe_destination(reply.value)) {
+                refuse("admin.vm.CreateDisposable returned an invalid name '" + reply.value + "'");
+                return;
+            }
+            QLOG("created disposable {} for {}", reply.value, describe());
+            disposable_ = reply.value;
+            plan_.destination = reply.value;
+            start_vm();
+        });
+}
+
+void Request::start_vm() {
+    stage_ = Stage::StartVm;
+    arm(settings_.timeouts.qubesd, "qubesd (admin.vm.Start)");
+    exchange_ = std::make_unique<UnixExchange>(
+        host_.loop(), settings_.qubesd_socket,
+        qubesd_request("admin.vm.Start", "", plan_.destination, ""), true, kMaxQubesdReply,
+        [this](UnixExchange::Result r) { on_vm_started(std::move(r)); });
+}
+
+void Request::on_vm_started(UnixExchange::Result result) {
+    if (result.outcome != UnixExchange::Outcome::Reply) {
+        refuse("qubesd call admin.vm.Start via " + settings_.qubesd_socket + " failed: " +
+               (result.outcome == UnixExchange::Outcome::TooLong ? std::string("reply too long")
+                                                                 : io::errno_text(result.error)));
+        return;
+    }
+    auto reply = parse_qubesd_reply(result.reply);
+    if (!reply.ok && reply.exception_type != kVmNotHalted) {
+        refuse("admin.vm.Start " + plan_.destination + " failed: " + reply.exception_type);
+        return;
+    }
+    connect_target(false);
+}
+
+// ---- target VM --------------------------------------------------------------
+
+void Request::connect_target(bool may_start) {
+    if (!is_safe_destination(plan_.destination)) {
+        refuse("invalid target '" + plan_.destination + "' in policy reply");
+        return;
+    }
+    stage_ = Stage::Target;
+    arm(settings_.timeouts.target, "the target's qrexec-daemon");
+    // Relative: the daemon's cwd is the socket directory (no sun_path limit on the dir).
+    call_ = std::make_unique<DaemonCall>(
+        host_.loop(), "qrexec." + plan_.destination, protocol::MSG_EXEC_CMDLINE,
+        protocol::ExecParams{settings_.domid, 0}, plan_.command,
+        [this, may_start](DaemonCall::Result r) { on_target(std::move(r), may_start); });
+}
+
+void Request::on_target(DaemonCall::Result result, bool may_start) {
+    switch (result.outcome) {
+    case DaemonCall::Outcome::NotRunning:
+        if (may_start) {
+            start_vm();
+            return;
+        }
+        refuse("target " + plan_.destination + " is not running (" + result.error + ")" +
+               (plan_.autostart ? "" : " and autostart is off"));
+        return;
+    case DaemonCall::Outcome::Failed:
+        refuse(result.error);
+        return;
+    case DaemonCall::Outcome::Reply:
+        break;
+    }
+    auto [domain, port] = result.reply;
+    if (!PortAllocator::in_range(port)) {
+        refuse("target daemon answered with invalid port " + std::to_string(port));
+        return;
+    }
+    if (disposable_) {
+        host_.keep_disposable(call_->take_connection(), *disposable_);
+        disposable_.reset();
+    }
+    allow(domain, port);
+}
+
+// ---- dom0 -------------------------------------------------------------------
+
+void Request::run_dom0_client() {
+    stage_ = Stage::Dom0;
+    arm(settings_.timeouts.dom0_client, "qrexec-client to connect back");
+    std::vector<std::string> argv = {
+        settings_.qrexec_client,
+        "-d",
+        "dom0",
+        "-c",
+        ident_text_ + "," + plan_.source + "," + std::to_string(settings_.domid),
+        "-w",
+        "5",
+        "--socket-dir=" + settings_.socket_dir,
+        "--",
+        plan_.command,
+    };
+    const std::string& path = settings_.qrexec_client;
+    const std::string& source = plan_.source;
+    try {
+        dom0_client_ = io::spawn({}, [&]() -> int {
+            io::close_fds_from(3);
+            ::setenv("QREXEC_REMOTE_DOMAIN", source.c_str(), 1);
+            std::vector<char*> args;
+            for (auto& arg : argv)
+                args.push_back(arg.data());
+            args.push_back(nullptr);
+            ::execv(path.c_str(), args.data());
+            QLOG_ERRNO("cannot execute {}", path);
+            return 125;
+        });
+    } catch (const std::exception& e) {
+        deadline_.start(std::chrono::milliseconds(0), [this, what = std::string(e.what())] {
+            refuse("cannot start qrexec-client: " + what);
+        });
+        return;
+    }
+    if (dom0_client_.exit_fd() >= 0)
+        dom0_watch_ = Watch(host_.loop(), dom0_client_.exit_fd(), EPOLLIN,
+                            [this](uint32_t) { on_dom0_client_exit(); });
+}
+
+void Request::on_dom0_client_exit() {
+    auto status = dom0_client_.try_wait();
+    if (!status) return;
+    dom0_watch_.reset();
+    // qrexec-client reads our reply to its SERVICE_CONNECT before it can exit
+    // successfully, so a request still unanswered here was not served.
+    refuse("qrexec-client exited with status " + std::to_string(*status) +
+           " before connecting back");
+}
+
+} // namespace qrexec::daemon
