@@ -128,6 +128,16 @@ def write_lab(dest, text, domains=("work", "personal")):
     return dest / "lab.toml"
 
 
+def short_dir(prefix="ql-"):
+    """A temp dir with a short path: socket paths must fit in sun_path (108)."""
+    import atexit
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 class Lab:
     """Runs qrexec-lab with a private state dir."""
 
