@@ -303,12 +303,11 @@ class QubesdServer(PolicyServer):
 
 
 def write_policy_program(path, reply, log_path=None, delay_file=None):
-    """A fake qrexec-policy-exec printing `reply`; logs its argv, one per line,
-    with a blank line after each call."""
+    """A fake qrexec-policy-exec printing `reply`; logs its argv (unit
+    separator between arguments, one call per line)."""
     lines = ["#!/bin/sh"]
     if log_path:
-        lines.append(f'for a in "$0" "$@"; do printf "%s\\n" "$a"; done >> {log_path}')
-        lines.append(f'echo >> {log_path}')
+        lines.append(f'{{ printf "%s\\037" "$0" "$@"; echo; }} >> {log_path}')
     if delay_file:
         # Blocks until the file exists (lets a test control when it answers).
         lines.append(f'while [ ! -e {delay_file} ]; do sleep 0.02; done')
@@ -440,8 +439,8 @@ class Env:
         if not os.path.exists(self.policy_log):
             return []
         with open(self.policy_log) as f:
-            blocks = f.read().split("\n\n")
-        return [b.split("\n") for b in blocks if b]
+            lines = f.read().split("\n")
+        return [line.split("\x1f")[:-1] for line in lines if line]
 
     def cleanup(self):
         for d in self.daemons:
@@ -466,3 +465,42 @@ def allow_reply(target, user="user", requested_target=None, autostart="False", e
     text = (f"result=allow\nuser={user}\ntarget={target}\n"
             f"requested_target={requested_target or target}\nautostart={autostart}\n")
     return (text + extra).encode()
+
+
+FAKE_QREXEC_CLIENT = r'''#!/usr/bin/python3
+# Fake qrexec-client for daemon tests: records argv + QREXEC_REMOTE_DOMAIN,
+# answers the request like "qrexec-client -c" (mode A, steps 1-2) and exits.
+import json, os, socket, struct, sys
+log = os.environ["FAKE_CLIENT_LOG"]
+args = sys.argv[1:]
+req, src, domid = args[args.index("-c") + 1].split(",")
+sockdir = [a.split("=", 1)[1] for a in args if a.startswith("--socket-dir=")][0]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(os.path.join(sockdir, "qrexec." + domid))
+def recv(n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            sys.exit(125)
+        data += chunk
+    return data
+hdr = recv(8); recv(struct.unpack("<II", hdr)[1])
+s.sendall(struct.pack("<III", 0x300, 4, 3))
+if os.environ.get("FAKE_CLIENT_FAIL"):
+    sys.exit(int(os.environ["FAKE_CLIENT_FAIL"]))
+ident = req.encode().ljust(32, b"\0")
+s.sendall(struct.pack("<IIII", 0x202, 8 + 32, 0, 0) + ident)
+t, l = struct.unpack("<II", recv(8))
+dom, port = struct.unpack("<II", recv(l))
+with open(log, "a") as f:
+    f.write(json.dumps({"argv": sys.argv, "remote": os.environ.get("QREXEC_REMOTE_DOMAIN"),
+                        "reply": [t, dom, port]}) + "\n")
+'''
+
+
+def write_fake_qrexec_client(path):
+    with open(path, "w") as f:
+        f.write(FAKE_QREXEC_CLIENT)
+    os.chmod(path, 0o755)
+    return path
