@@ -98,18 +98,35 @@ std::string format_record(const CallRecord& r) {
     return line;
 }
 
+namespace {
+// "svc" and "svc+" are the same call (the daemon adds no '+', callers may).
+bool same_service(const std::string& a, const std::string& b) {
+    auto strip = [](std::string s) {
+        if (!s.empty() && s.back() == '+') s.pop_back();
+        return s;
+    };
+    return strip(a) == strip(b);
+}
+} // namespace
+
 std::vector<CallRecord> merge_records(std::vector<CallRecord> records) {
     std::vector<bool> drop(records.size(), false);
     for (size_t i = 0; i < records.size(); ++i) {
-        const CallRecord& call = records[i];
+        const CallRecord call = records[i];
         if (call.kind != "call") continue;
         double end = call.time + call.duration.value_or(0) + 0.5;
         for (size_t j = 0; j < records.size(); ++j) {
             const CallRecord& tap = records[j];
             if (drop[j] || tap.kind != "policy") continue;
-            if (tap.source == call.source && tap.service == call.service &&
+            if (tap.source == call.source && same_service(tap.service, call.service) &&
                 tap.time >= call.time - 0.5 && tap.time <= end) {
                 drop[j] = true;
+                // The tap saw the policy's own answer: it is the better source.
+                CallRecord& c = records[i];
+                if (!tap.decision.empty() && tap.decision != "?") c.decision = tap.decision;
+                if (!tap.decided_by.empty()) c.decided_by = tap.decided_by;
+                if (!tap.detail.empty())
+                    c.detail = c.detail.empty() ? tap.detail : c.detail + "; " + tap.detail;
                 break;
             }
         }

@@ -5,6 +5,7 @@
 #include "lab/calllog.h"
 #include "lab/embedded.h"
 #include "lab/launch.h"
+#include "lab/policy_view.h"
 #include "lab/relay.h"
 #include "lab/state.h"
 #include "lab/supervisor.h"
@@ -278,13 +279,24 @@ std::string lab_file_argument(const std::vector<std::string>& args) {
 int print_diagnostics(const std::vector<Diagnostic>& errors) {
     for (const auto& e : errors)
         fmt::print(stderr, "{}\n", e.format());
-    fmt::print(stderr, "qrexec-lab: the lab file has {} error{}; nothing was started\n",
-               errors.size(), errors.size() == 1 ? "" : "s");
+    fmt::print(stderr, "qrexec-lab: the lab has {} error{}; nothing was started\n", errors.size(),
+               errors.size() == 1 ? "" : "s");
     return 2;
 }
 
+// The lab file, then its policy (a policy that fails to load denies everything).
+ParseResult load_and_check(const std::string& file) {
+    auto result = load_lab(file, RealHost());
+    if (result.lab)
+        if (auto problem = check_policy(*result.lab)) {
+            result.errors.push_back(*problem);
+            result.lab.reset();
+        }
+    return result;
+}
+
 int cmd_check(const Context&, const std::vector<std::string>& args) {
-    auto result = load_lab(lab_file_argument(args), RealHost());
+    auto result = load_and_check(lab_file_argument(args));
     if (!result.lab) return print_diagnostics(result.errors);
     fmt::print("{}: ok ({} domains)\n", result.lab->file, result.lab->domains.size());
     return 0;
@@ -400,7 +412,7 @@ int start_lab(const Context& ctx, const Lab& lab) {
 
 int cmd_up(const Context& ctx, const std::vector<std::string>& args) {
     if (args.size() > 1) return usage_error("up takes one lab file", "up");
-    auto result = load_lab(lab_file_argument(args), RealHost());
+    auto result = load_and_check(lab_file_argument(args));
     if (!result.lab) return print_diagnostics(result.errors);
     return start_lab(ctx, *result.lab);
 }
@@ -456,48 +468,6 @@ int cmd_down(const Context& ctx, const std::vector<std::string>&) {
 
 // ---------------------------------------------------------------------------
 // call / run / shell
-
-std::string explain(const LabState& state, const StatePaths& paths, const std::string& source,
-                    const std::string& target, const std::string& service) {
-    if (state.bin.policy.empty()) return "";
-    io::FdPair out = io::make_pipe();
-    io::Fd null(open("/dev/null", O_RDWR | O_CLOEXEC));
-    LaunchPlan plan;
-    plan.argv = {state.bin.policy, "explain", source, target.empty() ? "@default" : target,
-                 service};
-    plan.env = current_environment();
-    plan.env["QREXEC_POLICY_DIR"] = state.lab.policy;
-    plan.env["QREXEC_SYSTEM_INFO"] = paths.system_info();
-    io::Child child = io::spawn({null.get(), out.second.get(), null.get()}, [&]() -> int {
-        io::close_fds_from(3);
-        exec_plan(plan);
-        return 127;
-    });
-    out.second.reset();
-    std::string text;
-    char buf[4096];
-    ssize_t n;
-    while (text.size() < 65536 && (n = read(out.first.get(), buf, sizeof buf)) > 0)
-        text.append(buf, static_cast<size_t>(n));
-    child.wait();
-    // The deciding rule is the first "<file>:<line>" token of the output.
-    for (size_t pos = 0; pos < text.size();) {
-        size_t end = text.find_first_of(" \t\n", pos);
-        if (end == std::string::npos) end = text.size();
-        std::string token = text.substr(pos, end - pos);
-        auto colon = token.rfind(':');
-        if (colon != std::string::npos && colon + 1 < token.size() &&
-            token.find(".policy") != std::string::npos &&
-            token.find_first_not_of("0123456789", colon + 1) == std::string::npos) {
-            // Paths inside the lab's policy folder are shown relative to it.
-            if (token.rfind(state.lab.policy + "/", 0) == 0)
-                token = token.substr(state.lab.policy.size() + 1);
-            return token;
-        }
-        pos = end + 1;
-    }
-    return "";
-}
 
 // The ask socket of a call: the policy's ask helper connects here when an `ask`
 // rule needs an answer for this call, and we prompt on our terminal.
@@ -687,12 +657,15 @@ int cmd_call(const Context& ctx, const std::vector<std::string>& args) {
     }
     // qrexec-client-vm says 126 exactly when the request was refused.
     rec.decision = result->exit_status == 126 ? "deny" : "allow";
+    // Refusals that did not come from the policy (e.g. a dead daemon) still show
+    // as "deny" here; the policy tap's record, merged by `log`, says what the
+    // policy answered.
+    RuleVerdict verdict =
+        deciding_rule(state->lab, ctx.paths.system_info(), source, target, service);
+    rec.decided_by = verdict.rule;
+    if (verdict.outcome == "ask") rec.decision = "ask:" + rec.decision;
     std::string asked = ask_outcome(ctx.paths, source, service, rec.time);
-    if (!asked.empty()) {
-        rec.decision = "ask:" + rec.decision;
-        rec.detail = "asked: " + asked;
-    }
-    rec.decided_by = explain(*state, ctx.paths, source, target, service);
+    if (!asked.empty()) rec.detail = "asked: " + asked;
     append_line(ctx.paths.calls_log(), record_to_json(rec));
     return result->exit_status;
 }
@@ -806,10 +779,12 @@ int cmd_shell(const Context& ctx, const std::vector<std::string>& args) {
 int cmd_ask(const Context& ctx, const std::vector<std::string>& args) {
     // The question: the policy.Ask payload as JSON on stdin
     // {source, service, argument, targets, default_target}.
+    // One line (the asker may keep our stdin open).
     std::string input;
     char buf[4096];
     ssize_t n;
-    while (input.size() < 65536 && (n = read(0, buf, sizeof buf)) > 0)
+    while (input.size() < 65536 && input.find('\n') == std::string::npos &&
+           (n = read(0, buf, sizeof buf)) > 0)
         input.append(buf, static_cast<size_t>(n));
     json q = json::parse(input, nullptr, false);
     if (q.is_discarded() || !q.is_object()) q = json::object();
@@ -842,6 +817,8 @@ int cmd_ask(const Context& ctx, const std::vector<std::string>& args) {
         if (svc != full && svc + "+" != full && svc != service) continue;
         std::string intended = r.value("target", "");
         json question = q;
+        if (const char* req = std::getenv("QREXEC_ASK_REQUESTED_TARGET"); req && *req)
+            intended = req;
         question["proposed"] =
             std::find(targets.begin(), targets.end(), intended) != targets.end() ? intended : def;
         io::Fd s(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));

@@ -20,6 +20,9 @@ struct StatePaths {
     std::string supervisor_pid() const { return root + "/supervisor.pid"; }
     std::string components() const { return root + "/components.json"; }
     std::string policy_socket() const { return root + "/policy.sock"; }
+    // What the daemons are told to ask: the supervisor's tap, which forwards to
+    // policy.sock and logs each decision.
+    std::string policy_tap_socket() const { return root + "/policy-tap.sock"; }
     std::string daemon_dir() const { return root + "/daemon"; }
     std::string vchan_dir() const { return root + "/vchan"; }
     std::string run_dir() const { return root + "/run"; }

@@ -4,6 +4,7 @@
 #include "io/process.h"
 #include "lab/calllog.h"
 #include "lab/launch.h"
+#include "lab/policy_tap.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -12,7 +13,9 @@
 #include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,8 +35,10 @@ void remove_runtime_files(const StatePaths& paths) {
     for (const auto& dir : {paths.daemon_dir(), paths.vchan_dir(), paths.run_dir(), paths.ask_dir(),
                             paths.empty_dir()})
         fs::remove_all(dir, ec);
-    for (const auto& file : {paths.policy_socket(), paths.components(), paths.supervisor_pid(),
-                             paths.lab_json(), paths.system_info(), paths.ask_command()})
+    for (const auto& file :
+         {paths.policy_socket(), paths.policy_tap_socket(), paths.root + "/policy.EvalSimple.sock",
+          paths.root + "/policy.EvalGUI.sock", paths.components(), paths.supervisor_pid(),
+          paths.lab_json(), paths.system_info(), paths.ask_command()})
         fs::remove(file, ec);
 }
 
@@ -81,6 +86,7 @@ class Supervisor {
             inotify_add_watch(inotify_.get(), paths_.domain_run_dir(d.name).c_str(),
                               IN_CREATE | IN_MOVED_TO);
 
+        if (!open_tap(error)) return fail(error);
         if (!start_all(error)) return fail(error);
         if (!wait_ready(error)) return fail(error);
         ready_ = true;
@@ -163,7 +169,10 @@ class Supervisor {
             r.ready_paths = {paths_.policy_socket()};
             r.stop_rank = 2;
             LaunchPlan plan;
-            plan.argv = {b.policy_daemon, "--socket-path=" + paths_.policy_socket()};
+            // Every socket in the state dir: the defaults are system paths.
+            plan.argv = {b.policy_daemon, "--socket-path=" + paths_.policy_socket(),
+                         "--eval-socket-path=" + paths_.root + "/policy.EvalSimple.sock",
+                         "--gui-socket-path=" + paths_.root + "/policy.EvalGUI.sock"};
             plan.env = base_env();
             if (!spawn(std::move(r), plan))
                 return (error = "cannot start the policy daemon"), false;
@@ -213,7 +222,7 @@ class Supervisor {
                          "--uuid=" + d.uuid,
                          "--socket-dir=" + paths_.daemon_dir(),
                          "--policy-program=" + b.policy_exec,
-                         "--policy-socket=" + paths_.policy_socket(),
+                         "--policy-socket=" + paths_.policy_tap_socket(),
                          "--direct",
                          std::to_string(d.domid),
                          d.name,
@@ -293,13 +302,50 @@ class Supervisor {
                 error = "timed out waiting for:" + waiting;
                 return false;
             }
-            pollfd fds[2] = {{signal_fd_.get(), POLLIN, 0}, {inotify_.get(), POLLIN, 0}};
-            poll(fds, 2, static_cast<int>(left.count()));
+            pollfd fds[3] = {{signal_fd_.get(), POLLIN, 0},
+                             {inotify_.get(), POLLIN, 0},
+                             {tap_.get(), POLLIN, 0}};
+            poll(fds, 3, static_cast<int>(left.count()));
             if (fds[1].revents) drain(inotify_.get());
+            if (fds[2].revents) accept_tap();
             if (fds[0].revents && !handle_signals()) {
                 error = "interrupted";
                 return false;
             }
+        }
+    }
+
+    bool open_tap(std::string& error) {
+        std::string path = paths_.policy_tap_socket();
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        if (path.size() >= sizeof addr.sun_path) return (error = "tap path too long"), false;
+        std::strcpy(addr.sun_path, path.c_str());
+        tap_.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        unlink(path.c_str());
+        if (bind(tap_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+            listen(tap_.get(), 64) != 0) {
+            error = fmt::format("cannot listen on {}: {}", path, std::strerror(errno));
+            return false;
+        }
+        return true;
+    }
+
+    // One forked helper per policy request: an `ask` may wait for a person, and
+    // the supervisor must keep watching its components meanwhile.
+    void accept_tap() {
+        for (;;) {
+            int conn = accept4(tap_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+            if (conn < 0) return;
+            pid_t pid = fork();
+            if (pid == 0) {
+                sigset_t none;
+                sigemptyset(&none);
+                sigprocmask(SIG_SETMASK, &none, nullptr);
+                serve_policy_request(conn, state_, paths_);
+                _exit(0);
+            }
+            close(conn);
         }
     }
 
@@ -311,8 +357,9 @@ class Supervisor {
 
     void watch_until_stopped() {
         for (;;) {
-            pollfd fds[1] = {{signal_fd_.get(), POLLIN, 0}};
-            if (poll(fds, 1, -1) < 0 && errno != EINTR) return;
+            pollfd fds[2] = {{signal_fd_.get(), POLLIN, 0}, {tap_.get(), POLLIN, 0}};
+            if (poll(fds, 2, -1) < 0 && errno != EINTR) return;
+            if (fds[1].revents) accept_tap();
             if (!handle_signals()) return;
         }
     }
@@ -391,7 +438,7 @@ class Supervisor {
     StatePaths paths_;
     int ready_fd_;
     LabState state_;
-    io::Fd signal_fd_, inotify_;
+    io::Fd signal_fd_, inotify_, tap_;
     std::vector<Running> running_;
     bool ready_ = false;
     bool stopping_ = false;
