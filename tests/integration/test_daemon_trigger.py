@@ -420,3 +420,28 @@ def test_agent_restart_forgets_pending_requests(qenv):
     release.set()
     assert agent2.stream.no_message_within(0.5)
     assert d.proc.poll() is None
+
+
+def test_hanging_policy_program_times_out(qenv):
+    prog = write_policy_program(os.path.join(qenv.root, "slow-policy"), "result=deny\n",
+                                delay_file=os.path.join(qenv.root, "never"))
+    d, agent = qenv.start_vm(5, "work", policy_program=prog,
+                             extra_env={"QREXEC_REQUEST_TIMEOUT": "0.5"})
+    agent.send(trigger4("svc", "vault", "SOCKET5"))
+    expect_refused(agent, "SOCKET5")
+    assert "timed out" in d.log() and "policy program" in d.log()
+
+
+def test_silent_target_daemon_times_out(qenv):
+    import socket as socketmod
+    qenv.policy_server(lambda req: allow_reply("vault"))
+    silent = socketmod.socket(socketmod.AF_UNIX, socketmod.SOCK_STREAM)
+    silent.bind(os.path.join(qenv.socket_dir, "qrexec.vault"))
+    silent.listen(5)  # never accepts, never answers
+    try:
+        d, agent = qenv.start_vm(5, "work", extra_env={"QREXEC_REQUEST_TIMEOUT": "0.5"})
+        agent.send(trigger4("svc", "vault", "SOCKET5"))
+        expect_refused(agent, "SOCKET5")
+        assert "waiting for the target's qrexec-daemon" in d.log()
+    finally:
+        silent.close()
