@@ -10,7 +10,6 @@
 #include <cerrno>
 #include <cstdint>
 #include <set>
-#include <variant>
 
 namespace qrexec::services {
 namespace {
@@ -31,7 +30,20 @@ bool is_key_char(char c) {
     return is_letter(c) || is_digit(c) || c == '.' || c == '_' || c == '-';
 }
 
-using Value = std::variant<bool, int64_t, std::string>;
+// A parsed value (a plain struct: std::variant with a string trips g++ 12's
+// -Wmaybe-uninitialized under the sanitizers).
+struct Value {
+    enum class Kind { Bool, Integer, String } kind = Kind::Bool;
+    bool boolean = false;
+    int64_t integer = 0;
+    std::string text;
+
+    static Value of_bool(bool b) { return Value{Kind::Bool, b, 0, {}}; }
+    static Value of_int(int64_t n) { return Value{Kind::Integer, false, n, {}}; }
+    static Value of_text(std::string_view t) {
+        return Value{Kind::String, false, 0, std::string(t)};
+    }
+};
 
 struct LineParser {
     std::string_view line;
@@ -58,16 +70,16 @@ std::optional<Value> parse_value(LineParser& p, std::string* error) {
     }
     if (rest.starts_with("true")) {
         p.pos += 4;
-        return Value(true);
+        return Value::of_bool(true);
     }
     if (rest.starts_with("false")) {
         p.pos += 5;
-        return Value(false);
+        return Value::of_bool(false);
     }
     if (is_digit(rest.front())) {
         if (rest.front() == '0') {
             ++p.pos; // "0"; a following digit is junk ("00", "01" are errors)
-            return Value(int64_t{0});
+            return Value::of_int(0);
         }
         int64_t value = 0;
         while (!p.at_end() && is_digit(p.peek())) {
@@ -79,7 +91,7 @@ std::optional<Value> parse_value(LineParser& p, std::string* error) {
             value = value * 10 + digit;
             ++p.pos;
         }
-        return Value(value);
+        return Value::of_int(value);
     }
     if (rest.front() == '\'') {
         if (rest.starts_with("'''")) {
@@ -92,7 +104,7 @@ std::optional<Value> parse_value(LineParser& p, std::string* error) {
             return std::nullopt;
         }
         p.pos += close + 1;
-        return Value(std::string(rest.substr(1, close - 1)));
+        return Value::of_text(rest.substr(1, close - 1));
     }
     if (rest.front() == '"') {
         set_error(error, "double-quoted strings are not supported");
@@ -103,8 +115,8 @@ std::optional<Value> parse_value(LineParser& p, std::string* error) {
 }
 
 bool apply_bool(const Value& value, bool& field, std::string_view key, std::string* error) {
-    if (auto b = std::get_if<bool>(&value)) {
-        field = *b;
+    if (value.kind == Value::Kind::Bool) {
+        field = value.boolean;
         return true;
     }
     return set_error(error, std::string(key) + " must be a boolean");
@@ -112,20 +124,20 @@ bool apply_bool(const Value& value, bool& field, std::string_view key, std::stri
 
 bool apply_key(std::string_view key, const Value& value, RpcConfig& config, std::string* error) {
     if (key == "wait-for-session") {
-        if (auto n = std::get_if<int64_t>(&value)) {
-            if (*n != 0 && *n != 1)
+        if (value.kind == Value::Kind::Integer) {
+            if (value.integer != 0 && value.integer != 1)
                 return set_error(error, "wait-for-session must be a boolean or 0/1");
-            config.wait_for_session = *n == 1;
+            config.wait_for_session = value.integer == 1;
             return true;
         }
         return apply_bool(value, config.wait_for_session, key, error);
     }
     if (key == "force-user") {
-        auto text = std::get_if<std::string>(&value);
-        if (!text) return set_error(error, "force-user must be a string");
+        if (value.kind != Value::Kind::String)
+            return set_error(error, "force-user must be a string");
         // An empty user name can never be switched to; reject it here with a clear reason.
-        if (text->empty()) return set_error(error, "force-user must not be empty");
-        config.force_user = *text;
+        if (value.text.empty()) return set_error(error, "force-user must not be empty");
+        config.force_user = value.text;
         return true;
     }
     if (key == "skip-service-descriptor")
