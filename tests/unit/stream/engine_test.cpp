@@ -1,0 +1,184 @@
+// Drives the engine over a real socketpair "vchan" with a scripted peer.
+#include "io/fd.h"
+#include "io/process.h"
+#include "protocol/messages.h"
+#include "stream/engine.h"
+#include "transport/socket_backend.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace qrexec;
+using namespace qrexec::protocol;
+
+namespace {
+
+struct Frame {
+    uint32_t type;
+    std::string data;
+};
+
+void send_frame(int fd, uint32_t type, std::string_view data) {
+    auto frame = encode_frame(type, as_bytes(data));
+    ASSERT_TRUE(io::write_all(fd, frame));
+}
+
+std::vector<Frame> read_frames_until_exit(int fd) {
+    std::vector<Frame> frames;
+    for (;;) {
+        std::array<std::byte, 8> hdr{};
+        if (io::read_all(fd, hdr) != 8) break;
+        auto h = decode_header(hdr);
+        std::string data(h.len, '\0');
+        if (io::read_all(fd, std::as_writable_bytes(std::span(data))) !=
+            static_cast<ssize_t>(h.len))
+            break;
+        frames.push_back({h.type, data});
+        if (h.type == MSG_DATA_EXIT_CODE) break;
+    }
+    return frames;
+}
+
+std::string joined(const std::vector<Frame>& frames, uint32_t type) {
+    std::string out;
+    for (auto& f : frames)
+        if (f.type == type) out += f.data;
+    return out;
+}
+
+// Spawns /bin/sh -c script with socketpair stdin/stdout and a pipe stderr.
+struct Service {
+    io::Child child;
+    stream::EngineConfig config;
+};
+
+Service spawn_service(const std::string& script) {
+    auto in = io::make_socketpair();
+    auto out = io::make_socketpair();
+    auto err = io::make_pipe();
+    auto child = io::spawn({in.second.get(), out.second.get(), err.second.get()}, [&] {
+        io::close_fds_from(3);
+        execl("/bin/sh", "sh", "-c", script.c_str(), nullptr);
+        return 127;
+    });
+    stream::EngineConfig config;
+    config.role = stream::Role::Service;
+    config.output = {in.first.release(), stream::CloseMethod::Shutdown};
+    config.input = {out.first.release(), stream::CloseMethod::Shutdown};
+    config.error = {err.first.release(), stream::CloseMethod::Close};
+    return {std::move(child), std::move(config)};
+}
+
+} // namespace
+
+TEST(Engine, ServiceEchoesStdinAndReportsExitCodeLast) {
+    auto pair = io::make_socketpair();
+    auto channel = transport::make_socket_channel(std::move(pair.first));
+    auto service = spawn_service("cat; echo err >&2; exit 3");
+    int peer = pair.second.get();
+    std::thread peer_thread([&] {
+        send_frame(peer, MSG_DATA_STDIN, "hello ");
+        send_frame(peer, MSG_DATA_STDIN, "world");
+        send_frame(peer, MSG_DATA_STDIN, "");
+    });
+    auto result = stream::run_engine(*channel, std::move(service.config), &service.child);
+    peer_thread.join();
+    auto frames = read_frames_until_exit(peer);
+    ASSERT_FALSE(frames.empty());
+    EXPECT_EQ(frames.back().type, MSG_DATA_EXIT_CODE);
+    EXPECT_EQ(decode_exit_code(as_bytes(frames.back().data)), 3);
+    EXPECT_EQ(joined(frames, MSG_DATA_STDOUT), "hello world");
+    EXPECT_EQ(joined(frames, MSG_DATA_STDERR), "err\n");
+    int stdout_eofs = 0, stderr_eofs = 0;
+    for (auto& f : frames) {
+        stdout_eofs += f.type == MSG_DATA_STDOUT && f.data.empty();
+        stderr_eofs += f.type == MSG_DATA_STDERR && f.data.empty();
+    }
+    EXPECT_EQ(stdout_eofs, 1);
+    EXPECT_EQ(stderr_eofs, 1);
+    EXPECT_EQ(result.exit_code, 3);
+}
+
+TEST(Engine, ServiceWithoutStderrSendsEmptyStderrFirst) {
+    auto pair = io::make_socketpair();
+    auto channel = transport::make_socket_channel(std::move(pair.first));
+    auto service = spawn_service("echo out");
+    close(service.config.error.fd);
+    service.config.error = {};
+    auto result = stream::run_engine(*channel, std::move(service.config), &service.child);
+    // Our STDIN EOF never came, but the child exited: its stdin is closed at exit.
+    auto frames = read_frames_until_exit(pair.second.get());
+    ASSERT_GE(frames.size(), 3u);
+    EXPECT_EQ(frames.front().type, MSG_DATA_STDERR);
+    EXPECT_TRUE(frames.front().data.empty());
+    EXPECT_EQ(joined(frames, MSG_DATA_STDOUT), "out\n");
+    EXPECT_EQ(result.exit_code, 0);
+}
+
+TEST(Engine, ServiceRejectsOversizedChunk) {
+    auto pair = io::make_socketpair();
+    auto channel = transport::make_socket_channel(std::move(pair.first));
+    auto service = spawn_service("cat >/dev/null");
+    service.config.version = 2;
+    auto header = encode_header({MSG_DATA_STDIN, 5000});
+    ASSERT_TRUE(io::write_all(pair.second.get(), header));
+    auto result = stream::run_engine(*channel, std::move(service.config), &service.child);
+    EXPECT_TRUE(result.protocol_error);
+    EXPECT_FALSE(result.exit_code.has_value());
+}
+
+TEST(Engine, ClientReturnsRemoteExitCodeAndWritesStdout) {
+    auto pair = io::make_socketpair();
+    auto channel = transport::make_socket_channel(std::move(pair.first));
+    auto out = io::make_pipe();
+    auto in = io::make_pipe();
+    in.second.reset(); // our local input is at EOF at once
+    int peer = pair.second.get();
+    send_frame(peer, MSG_DATA_STDERR, "");
+    send_frame(peer, MSG_DATA_STDOUT, "data");
+    send_frame(peer, MSG_DATA_STDOUT, "");
+    auto code = encode_exit_code(42);
+    auto frame = encode_frame(MSG_DATA_EXIT_CODE, code);
+    ASSERT_TRUE(io::write_all(peer, frame));
+    stream::EngineConfig config;
+    config.role = stream::Role::Client;
+    config.input = {in.first.release(), stream::CloseMethod::Close};
+    config.output = {out.second.release(), stream::CloseMethod::Close};
+    auto result = stream::run_engine(*channel, std::move(config), nullptr);
+    EXPECT_EQ(result.exit_code, 42);
+    char buf[16] = {};
+    EXPECT_EQ(read(out.first.get(), buf, sizeof buf), 4);
+    EXPECT_EQ(std::string(buf, 4), "data");
+    channel.reset(); // the peer reads to EOF
+    auto frames = read_frames_until_exit(peer);
+    ASSERT_EQ(frames.size(), 1u);
+    EXPECT_EQ(frames[0].type, MSG_DATA_STDIN);
+    EXPECT_TRUE(frames[0].data.empty());
+}
+
+TEST(Engine, ClientWithoutExitCodeReportsNone) {
+    auto pair = io::make_socketpair();
+    auto channel = transport::make_socket_channel(std::move(pair.first));
+    auto out = io::make_pipe();
+    auto in = io::make_pipe();
+    send_frame(pair.second.get(), MSG_DATA_STDOUT, "x");
+    pair.second.reset();
+    stream::EngineConfig config;
+    config.role = stream::Role::Client;
+    config.input = {in.first.release(), stream::CloseMethod::Close};
+    config.output = {out.second.release(), stream::CloseMethod::Close};
+    auto result = stream::run_engine(*channel, std::move(config), nullptr);
+    EXPECT_FALSE(result.exit_code.has_value());
+}
+
+TEST(Engine, FilterReplacesControlBytes) {
+    std::string text = "a\x1b[31mb\tc\n\x7f\xc3\xa9";
+    auto bytes = std::as_writable_bytes(std::span(text));
+    stream::filter_control_chars(bytes);
+    EXPECT_EQ(text, "a_[31mb\tc\n___");
+}
