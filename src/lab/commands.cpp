@@ -5,6 +5,7 @@
 #include "lab/calllog.h"
 #include "lab/embedded.h"
 #include "lab/launch.h"
+#include "lab/policy_tap.h"
 #include "lab/policy_view.h"
 #include "lab/relay.h"
 #include "lab/state.h"
@@ -567,27 +568,6 @@ const Domain* find_domain(const LabState& state, const std::string& name, const 
     return d;
 }
 
-// The latest ask answer recorded for a call from source/service since `since`.
-std::string ask_outcome(const StatePaths& paths, const std::string& source,
-                        const std::string& service, double since) {
-    auto text = read_file(paths.asks_log());
-    if (!text) return "";
-    std::string found;
-    size_t pos = 0;
-    while (pos < text->size()) {
-        size_t end = text->find('\n', pos);
-        if (end == std::string::npos) end = text->size();
-        json j = json::parse(text->substr(pos, end - pos), nullptr, false);
-        pos = end + 1;
-        if (j.is_discarded() || !j.is_object()) continue;
-        if (j.value("time", 0.0) < since || j.value("source", "") != source) continue;
-        std::string svc = j.value("service", "") + j.value("argument", "");
-        if (svc != service && svc != service + "+") continue;
-        found = j.value("answer", "") + " by " + j.value("how", "?");
-    }
-    return found;
-}
-
 int cmd_call(const Context& ctx, const std::vector<std::string>& args) {
     std::vector<std::string> pos, local;
     bool after_dashes = false;
@@ -664,7 +644,7 @@ int cmd_call(const Context& ctx, const std::vector<std::string>& args) {
         deciding_rule(state->lab, ctx.paths.system_info(), source, target, service);
     rec.decided_by = verdict.rule;
     if (verdict.outcome == "ask") rec.decision = "ask:" + rec.decision;
-    std::string asked = ask_outcome(ctx.paths, source, service, rec.time);
+    std::string asked = ask_answer_since(ctx.paths, source, service, rec.time);
     if (!asked.empty()) rec.detail = "asked: " + asked;
     append_line(ctx.paths.calls_log(), record_to_json(rec));
     return result->exit_status;

@@ -8,11 +8,14 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cstring>
 #include <map>
 #include <sstream>
 
 namespace qrexec::lab {
+using nlohmann::json;
 
 namespace {
 
@@ -33,6 +36,28 @@ std::map<std::string, std::string> key_values(const std::string& text) {
 }
 
 } // namespace
+
+// The latest ask answer recorded for a call from source/service since `since`.
+std::string ask_answer_since(const StatePaths& paths, const std::string& source,
+                        const std::string& service, double since) {
+    auto text = read_file(paths.asks_log());
+    if (!text) return "";
+    std::string found;
+    size_t pos = 0;
+    while (pos < text->size()) {
+        size_t end = text->find('\n', pos);
+        if (end == std::string::npos) end = text->size();
+        json j = json::parse(text->substr(pos, end - pos), nullptr, false);
+        pos = end + 1;
+        if (j.is_discarded() || !j.is_object()) continue;
+        if (j.value("time", 0.0) < since || j.value("source", "") != source) continue;
+        std::string svc = j.value("service", "") + j.value("argument", "");
+        if (svc != service && svc != service + "+") continue;
+        found = j.value("answer", "") + " by " + j.value("how", "?");
+    }
+    return found;
+}
+
 
 void serve_policy_request(int conn, const LabState& state, const StatePaths& paths) {
     double started = now_seconds();
@@ -76,10 +101,14 @@ void serve_policy_request(int conn, const LabState& state, const StatePaths& pat
     RuleVerdict v =
         deciding_rule(state.lab, paths.system_info(), rec.source, rec.target, rec.service);
     rec.decided_by = v.rule;
-    if (v.outcome == "ask" && (rec.decision == "allow" || rec.decision == "deny"))
+    if (v.outcome == "ask" && (rec.decision == "allow" || rec.decision == "deny")) {
         rec.decision = "ask:" + rec.decision;
+        std::string how = ask_answer_since(paths, rec.source, rec.service, started);
+        if (!how.empty()) rec.detail = "asked: " + how;
+    }
     if (rec.decision == "allow" || rec.decision == "ask:allow") {
-        if (ans.count("target") && ans["target"] != rec.target) rec.detail = "-> " + ans["target"];
+        if (ans.count("target") && ans["target"] != rec.target)
+            rec.detail += (rec.detail.empty() ? "-> " : "; -> ") + ans["target"];
     } else if (reply.empty()) {
         rec.detail = "no answer from the policy daemon";
     }

@@ -8,7 +8,14 @@
 
 #include "lab/state.h"
 
+#include <string>
+
 namespace qrexec::lab {
+
+// "allow:vault by <how>" for the latest ask answered for source/service since
+// `since` (asks.log, written by the ask helper); "" if none.
+std::string ask_answer_since(const StatePaths& paths, const std::string& source,
+                             const std::string& service, double since);
 
 // Serves one connection (blocking); run in a child process of the supervisor.
 void serve_policy_request(int conn, const LabState& state, const StatePaths& paths);
