@@ -223,6 +223,7 @@ class Supervisor {
                          "--socket-dir=" + paths_.daemon_dir(),
                          "--policy-program=" + b.policy_exec,
                          "--policy-socket=" + paths_.policy_tap_socket(),
+                         "--qrexec-client=" + b.client,
                          "--direct",
                          std::to_string(d.domid),
                          d.name,

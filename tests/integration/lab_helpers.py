@@ -161,6 +161,8 @@ class Lab:
             env=self.env,
             timeout=timeout,
             stdin=None if input is not None else subprocess.DEVNULL,
+            # No controlling terminal: `ask` must follow the lab setting, never prompt.
+            start_new_session=True,
         )
         proc.out = proc.stdout.decode(errors="replace")
         proc.err = proc.stderr.decode(errors="replace")
