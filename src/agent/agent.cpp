@@ -1,0 +1,630 @@
+#include "agent/agent.h"
+
+#include "agent/call_handler.h"
+#include "io/event_loop.h"
+#include "io/fd.h"
+#include "io/log.h"
+#include "io/process.h"
+#include "protocol/messages.h"
+#include "services/lookup.h"
+#include "services/session.h"
+#include "transport/vchan.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qrexec::agent {
+namespace {
+
+using namespace qrexec::protocol;
+
+constexpr const char* kDefaultAgentSocket = "/var/run/qubes/qrexec-agent";
+constexpr const char* kDefaultForkServerTemplate = "/var/run/qubes/qrexec-server.%s.sock";
+constexpr size_t kMaxConnections = 256;
+constexpr size_t kMaxPendingTriggers = 256;
+// dom0 is trusted, but its messages still get a bound (daemons never send more).
+constexpr uint32_t kMaxControlPayload = 1 << 20;
+constexpr uint32_t kMaxTriggerPayload = kTrigger4FixedSize + kMaxServiceNameLen;
+constexpr auto kTriggerReadTimeout = std::chrono::seconds(10);
+
+struct Options {
+    std::string agent_socket = kDefaultAgentSocket;
+    std::string fork_server_template = kDefaultForkServerTemplate;
+    bool use_fork_server = true;
+};
+
+void print_usage(const char* argv0) {
+    std::fprintf(stderr,
+                 "usage: %s [options]\n"
+                 "Options:\n"
+                 "  -h, --help - display usage\n"
+                 "  -a, --agent-socket=PATH - path to listen on, default: %s\n"
+                 "  -s, --fork-server-socket=PATH - path to the fork server socket (%%s is "
+                 "replaced by the user name), default: %s\n"
+                 "  -S, --no-fork-server - never use the fork server\n",
+                 argv0, kDefaultAgentSocket, kDefaultForkServerTemplate);
+}
+
+std::optional<int> parse_options(int argc, char** argv, Options& opts) {
+    static const option long_options[] = {
+        {"help", no_argument, nullptr, 'h'},
+        {"agent-socket", required_argument, nullptr, 'a'},
+        {"fork-server-socket", required_argument, nullptr, 's'},
+        {"no-fork-server", no_argument, nullptr, 'S'},
+        {nullptr, 0, nullptr, 0},
+    };
+    int opt;
+    while ((opt = getopt_long(argc, argv, "ha:s:S", long_options, nullptr)) != -1) {
+        switch (opt) {
+        case 'a': opts.agent_socket = optarg; break;
+        case 's': opts.fork_server_template = optarg; break;
+        case 'S': opts.use_fork_server = false; break;
+        default: print_usage(argv[0]); return 2;
+        }
+    }
+    return std::nullopt;
+}
+
+io::Fd listen_unix(const std::string& path, int backlog) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof addr.sun_path) {
+        errno = ENAMETOOLONG;
+        return {};
+    }
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    ::unlink(path.c_str());
+    io::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd) return {};
+    // Any local user may call: the socket is world-writable (AGENT.md §2.3 step 4).
+    mode_t old = umask(0);
+    int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    umask(old);
+    if (rc != 0 || ::listen(fd.get(), backlog) != 0) return {};
+    return fd;
+}
+
+void notify_systemd_ready() {
+    const char* target = std::getenv("NOTIFY_SOCKET");
+    if (!target || !*target) return;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::string path = target;
+    if (path.size() >= sizeof addr.sun_path) return;
+    std::memcpy(addr.sun_path, path.c_str(), path.size());
+    if (path[0] == '@') addr.sun_path[0] = '\0'; // abstract namespace
+    io::Fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    const char msg[] = "READY=1";
+    socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
+    if (fd) ::sendto(fd.get(), msg, sizeof msg - 1, 0, reinterpret_cast<sockaddr*>(&addr), len);
+    unsetenv("NOTIFY_SOCKET");
+}
+
+// "SOCKET<fd>" -> fd; anything else (including an empty ident) is not ours.
+std::optional<int> parse_socket_ident(std::string_view ident) {
+    constexpr std::string_view prefix = "SOCKET";
+    if (ident.substr(0, prefix.size()) != prefix) return std::nullopt;
+    auto digits = ident.substr(prefix.size());
+    if (digits.empty() || digits.size() > 9) return std::nullopt;
+    int value = 0;
+    for (char c : digits) {
+        if (c < '0' || c > '9') return std::nullopt;
+        value = value * 10 + (c - '0');
+    }
+    return value;
+}
+
+class Agent {
+public:
+    Agent(Options opts, std::unique_ptr<transport::Channel> control, io::Fd trigger_listener)
+        : opts_(std::move(opts)), control_(std::move(control)),
+          trigger_listener_(std::move(trigger_listener)) {}
+
+    int run();
+
+private:
+    struct Connection {
+        std::optional<io::Child> handler; // executed calls
+        io::Fd fd;                        // fork-server or qrexec-client-vm connection
+        uint32_t domain = 0;
+        uint32_t port = 0;
+    };
+    struct IncomingTrigger {
+        io::Fd fd;
+        std::vector<std::byte> data;
+        io::EventLoop::TimerId timer = 0;
+    };
+
+    // control channel
+    void on_control_event(uint32_t events);
+    void handle_control_message(Header header, std::span<const std::byte> payload);
+    void send_control(uint32_t type, std::span<const std::byte> payload);
+    void flush_control();
+    [[noreturn]] void fail(std::string_view why);
+
+    // calls from dom0
+    void handle_exec(uint32_t type, std::span<const std::byte> payload);
+    void execute(CallRequest request);
+    bool try_fork_server(const CallRequest& request);
+    void start_handler(CallRequest request);
+    void handle_service_connect(std::span<const std::byte> payload);
+    void handle_service_refused(std::span<const std::byte> payload);
+
+    // wait-for-session
+    void queue_for_session(CallRequest request);
+    void on_session_ready();
+
+    // qrexec-client-vm requests
+    void accept_trigger();
+    void on_trigger_readable(int fd);
+    void drop_trigger(int fd, std::string_view why);
+
+    // connections table
+    void add_connection(Connection connection);
+    void finish_connection(size_t slot);
+    void update_listener_interest();
+
+    Options opts_;
+    io::EventLoop loop_;
+    std::unique_ptr<transport::Channel> control_;
+    io::Fd trigger_listener_;
+    io::Fd signal_fd_;
+
+    std::vector<std::byte> control_in_;
+    std::vector<std::byte> control_out_;
+    size_t control_out_off_ = 0;
+
+    std::map<size_t, Connection> connections_;
+    std::vector<io::Child> untracked_; // calls run while the table was full
+    std::map<int, IncomingTrigger> incoming_;
+    std::map<int, io::Fd> pending_; // forwarded to dom0, waiting for its answer
+
+    std::optional<io::Child> session_waiter_;
+    std::deque<CallRequest> session_queue_;
+};
+
+[[noreturn]] void Agent::fail(std::string_view why) {
+    QLOG("{}", why);
+    // Handlers keep running on their own; do not wait for them.
+    for (auto& [slot, c] : connections_)
+        if (c.handler) c.handler->detach();
+    for (auto& c : untracked_) c.detach();
+    if (session_waiter_) session_waiter_->detach();
+    _exit(1);
+}
+
+void Agent::send_control(uint32_t type, std::span<const std::byte> payload) {
+    auto header = encode_header({type, static_cast<uint32_t>(payload.size())});
+    control_out_.insert(control_out_.end(), header.begin(), header.end());
+    control_out_.insert(control_out_.end(), payload.begin(), payload.end());
+    flush_control();
+}
+
+void Agent::flush_control() {
+    while (control_out_off_ < control_out_.size()) {
+        iovec iov{control_out_.data() + control_out_off_, control_out_.size() - control_out_off_};
+        ssize_t n = control_->writev(&iov, 1);
+        if (n > 0) {
+            control_out_off_ += static_cast<size_t>(n);
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN) break;
+        fail("Failed to write to the control vchan, dom0 is gone");
+    }
+    if (control_out_off_ == control_out_.size()) {
+        control_out_.clear();
+        control_out_off_ = 0;
+    }
+    loop_.modify(control_->fd(), uint32_t{EPOLLIN} | (control_out_.empty() ? 0u : uint32_t{EPOLLOUT}));
+    update_listener_interest();
+}
+
+// Like upstream, take new local requests only while the control channel is not
+// backed up (they would only add to its queue).
+void Agent::update_listener_interest() {
+    bool accept_more = control_out_.size() - control_out_off_ < 65536;
+    if (loop_.watching(trigger_listener_.get()))
+        loop_.modify(trigger_listener_.get(), accept_more ? uint32_t{EPOLLIN} : 0u);
+}
+
+void Agent::on_control_event(uint32_t events) {
+    if (events & EPOLLOUT) flush_control();
+    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
+    std::array<std::byte, 65536> buffer;
+    ssize_t n = control_->read(buffer);
+    if (n == 0) fail("dom0 closed the control vchan");
+    if (n < 0) {
+        if (errno == EAGAIN) return;
+        fail("Failed to read from the control vchan");
+    }
+    control_in_.insert(control_in_.end(), buffer.begin(), buffer.begin() + n);
+    size_t off = 0;
+    while (control_in_.size() - off >= kHeaderSize) {
+        auto header = decode_header(std::span(control_in_).subspan(off).first<kHeaderSize>());
+        if (header.len > kMaxControlPayload)
+            fail(fmt::format("control message too large: {} bytes (type 0x{:x})", header.len,
+                             header.type));
+        if (control_in_.size() - off < kHeaderSize + header.len) break;
+        auto payload = std::span<const std::byte>(control_in_).subspan(off + kHeaderSize,
+                                                                        header.len);
+        handle_control_message(header, payload);
+        off += kHeaderSize + header.len;
+    }
+    control_in_.erase(control_in_.begin(), control_in_.begin() + static_cast<long>(off));
+}
+
+void Agent::handle_control_message(Header header, std::span<const std::byte> payload) {
+    switch (header.type) {
+    case MSG_EXEC_CMDLINE:
+    case MSG_JUST_EXEC: handle_exec(header.type, payload); break;
+    case MSG_SERVICE_CONNECT: handle_service_connect(payload); break;
+    case MSG_SERVICE_REFUSED: handle_service_refused(payload); break;
+    default: fail(fmt::format("unexpected message type 0x{:x} from dom0", header.type));
+    }
+}
+
+void Agent::handle_exec(uint32_t type, std::span<const std::byte> payload) {
+    if (payload.size() <= kExecParamsSize)
+        fail(fmt::format("{} too short: {} bytes", msg_type_name(type), payload.size()));
+    auto params = *decode_exec_params(payload);
+    // The last byte is forced to NUL: the command ends at the first NUL.
+    auto body = payload.subspan(kExecParamsSize, payload.size() - kExecParamsSize - 1);
+    auto cmdline = get_fixed_string(body);
+    auto request = make_call_request(type, params.connect_domain, params.connect_port, cmdline,
+                                     true);
+    bool wants_session = request.command && request.command->is_service &&
+                         !request.command->nogui && !request.config_failed &&
+                         request.config.wait_for_session;
+    if (wants_session) {
+        queue_for_session(std::move(request));
+        return;
+    }
+    execute(std::move(request));
+}
+
+void Agent::execute(CallRequest request) {
+    bool eligible = opts_.use_fork_server && request.command && !request.command->nogui &&
+                    !request.config_failed && !request.config.skip_service_descriptor &&
+                    !request.config.exit_on_client_eof && !request.config.exit_on_service_eof;
+    if (eligible && try_fork_server(request)) return;
+    start_handler(std::move(request));
+}
+
+bool Agent::try_fork_server(const CallRequest& request) {
+    if (opts_.fork_server_template.empty()) return false;
+    const auto& command = request.command->command;
+    if (command.size() > kMaxQrexecCmdLen) return false;
+    std::string path;
+    auto pos = opts_.fork_server_template.find("%s");
+    path = pos == std::string::npos
+               ? opts_.fork_server_template
+               : opts_.fork_server_template.substr(0, pos) + request.user +
+                     opts_.fork_server_template.substr(pos + 2);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof addr.sun_path) return false;
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    io::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) return false;
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        if (errno != ENOENT && errno != ECONNREFUSED)
+            QLOG_ERRNO("connect to fork server {}", path);
+        return false;
+    }
+    ForkServerRequest fs;
+    fs.type = static_cast<int32_t>(request.type);
+    fs.connect_domain = static_cast<int32_t>(request.connect_domain);
+    fs.connect_port = static_cast<int32_t>(request.connect_port);
+    fs.cmdline = command;
+    if (!io::write_all(fd.get(), encode_fork_server_request(fs))) {
+        QLOG_ERRNO("write to fork server {}", path);
+        return false;
+    }
+    Connection connection;
+    connection.fd = std::move(fd);
+    connection.domain = request.connect_domain;
+    connection.port = request.connect_port;
+    add_connection(std::move(connection));
+    return true;
+}
+
+void Agent::start_handler(CallRequest request) {
+    io::Child child;
+    try {
+        child = io::spawn({}, [&]() -> int {
+            io::close_fds_from(3);
+            return run_call_handler(request);
+        });
+    } catch (const std::exception& e) {
+        QLOG("cannot start a call handler: {}", e.what());
+        return;
+    }
+    Connection connection;
+    connection.handler = std::move(child);
+    connection.domain = request.connect_domain;
+    connection.port = request.connect_port;
+    add_connection(std::move(connection));
+}
+
+void Agent::add_connection(Connection connection) {
+    size_t slot = 0;
+    while (slot < kMaxConnections && connections_.count(slot)) ++slot;
+    if (slot == kMaxConnections) {
+        // Upstream behaviour: the call proceeds, its end is never reported.
+        QLOG("connection table full, the end of this call will not be reported");
+        if (connection.handler) {
+            untracked_.push_back(std::move(*connection.handler));
+            auto& child = untracked_.back();
+            int fd = child.exit_fd();
+            loop_.watch(fd, EPOLLIN, [this, fd](uint32_t) {
+                loop_.unwatch(fd);
+                std::erase_if(untracked_, [fd](io::Child& c) {
+                    if (c.exit_fd() != fd) return false;
+                    c.wait();
+                    return true;
+                });
+            });
+        }
+        return;
+    }
+    int watch_fd = connection.handler ? connection.handler->exit_fd() : connection.fd.get();
+    connections_.emplace(slot, std::move(connection));
+    loop_.watch(watch_fd, EPOLLIN | EPOLLRDHUP, [this, slot](uint32_t) { finish_connection(slot); });
+}
+
+void Agent::finish_connection(size_t slot) {
+    auto it = connections_.find(slot);
+    if (it == connections_.end()) return;
+    auto& connection = it->second;
+    if (connection.handler) {
+        loop_.unwatch(connection.handler->exit_fd());
+        connection.handler->wait();
+    } else {
+        std::array<std::byte, 256> buffer;
+        ssize_t n = ::read(connection.fd.get(), buffer.data(), buffer.size());
+        if (n > 0) {
+            QLOG("unexpected data on a call connection, closing it");
+        } else if (n < 0 && errno != ECONNRESET && errno != EAGAIN) {
+            QLOG_ERRNO("read from a call connection");
+        }
+        if (n < 0 && errno == EAGAIN) return; // spurious wakeup
+        loop_.unwatch(connection.fd.get());
+    }
+    auto params = encode_exec_params({connection.domain, connection.port});
+    connections_.erase(it);
+    send_control(MSG_CONNECTION_TERMINATED, params);
+}
+
+void Agent::handle_service_connect(std::span<const std::byte> payload) {
+    if (payload.size() <= kExecParamsSize)
+        fail(fmt::format("MSG_SERVICE_CONNECT too short: {} bytes", payload.size()));
+    auto params = *decode_exec_params(payload);
+    auto body = payload.subspan(kExecParamsSize, payload.size() - kExecParamsSize - 1);
+    auto ident = get_fixed_string(body);
+    auto fd = parse_socket_ident(ident);
+    auto it = fd ? pending_.find(*fd) : pending_.end();
+    if (it == pending_.end()) {
+        QLOG("MSG_SERVICE_CONNECT for an unknown request '{}', ignoring", ident);
+        return;
+    }
+    io::Fd client = std::move(it->second);
+    pending_.erase(it);
+    auto answer = encode_exec_params(params);
+    if (!io::write_all(client.get(), answer)) {
+        QLOG_ERRNO("failed to pass the connection parameters to qrexec-client-vm");
+    }
+    Connection connection;
+    connection.fd = std::move(client);
+    connection.domain = params.connect_domain;
+    connection.port = params.connect_port;
+    add_connection(std::move(connection));
+}
+
+void Agent::handle_service_refused(std::span<const std::byte> payload) {
+    if (payload.size() != kIdentSize)
+        fail(fmt::format("MSG_SERVICE_REFUSED with bad length {}", payload.size()));
+    auto ident = get_fixed_string(payload);
+    auto fd = parse_socket_ident(ident);
+    auto it = fd ? pending_.find(*fd) : pending_.end();
+    if (it == pending_.end()) {
+        QLOG("MSG_SERVICE_REFUSED for an unknown request '{}', ignoring", ident);
+        return;
+    }
+    pending_.erase(it); // closing it tells qrexec-client-vm "refused"
+}
+
+void Agent::queue_for_session(CallRequest request) {
+    if (session_waiter_) {
+        if (session_queue_.size() >= kMaxConnections) {
+            execute(std::move(request));
+            return;
+        }
+        session_queue_.push_back(std::move(request));
+        return;
+    }
+    std::string user = request.user;
+    std::string source = request.command->source_domain;
+    try {
+        auto pipe = io::make_pipe();
+        auto paths = services::SearchPaths::from_environment();
+        session_waiter_ = services::spawn_wait_for_session(paths.service_dirs, source,
+                                                           pipe.first.get());
+        pipe.first.reset();
+        io::write_all(pipe.second.get(), user + "\n");
+    } catch (const std::exception& e) {
+        QLOG("cannot start qubes.WaitForSession: {}", e.what());
+        execute(std::move(request));
+        return;
+    }
+    session_queue_.push_back(std::move(request));
+    int fd = session_waiter_->exit_fd();
+    loop_.watch(fd, EPOLLIN, [this](uint32_t) { on_session_ready(); });
+}
+
+void Agent::on_session_ready() {
+    loop_.unwatch(session_waiter_->exit_fd());
+    session_waiter_->wait();
+    session_waiter_.reset();
+    auto queue = std::move(session_queue_);
+    session_queue_.clear();
+    for (auto& request : queue) execute(std::move(request));
+}
+
+void Agent::accept_trigger() {
+    int fd = ::accept4(trigger_listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) {
+        if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) return;
+        if (errno == EMFILE || errno == ENFILE) {
+            QLOG_ERRNO("accept");
+            return;
+        }
+        QLOG_ERRNO("accept");
+        fail("cannot accept on the agent socket");
+    }
+    if (incoming_.size() + pending_.size() >= kMaxPendingTriggers) {
+        QLOG("too many pending requests from qrexec-client-vm, refusing one");
+        ::close(fd);
+        return;
+    }
+    IncomingTrigger trigger;
+    trigger.fd = io::Fd(fd);
+    trigger.timer = loop_.add_timer(kTriggerReadTimeout, [this, fd] {
+        drop_trigger(fd, "timeout reading a request from qrexec-client-vm");
+    });
+    incoming_.emplace(fd, std::move(trigger));
+    loop_.watch(fd, EPOLLIN, [this, fd](uint32_t) { on_trigger_readable(fd); });
+}
+
+void Agent::drop_trigger(int fd, std::string_view why) {
+    auto it = incoming_.find(fd);
+    if (it == incoming_.end()) return;
+    QLOG("{}", why);
+    loop_.unwatch(fd);
+    loop_.cancel_timer(it->second.timer);
+    incoming_.erase(it);
+}
+
+void Agent::on_trigger_readable(int fd) {
+    auto& trigger = incoming_.at(fd);
+    size_t want = kHeaderSize;
+    if (trigger.data.size() >= kHeaderSize) {
+        auto header = decode_header(std::span(trigger.data).first<kHeaderSize>());
+        want = kHeaderSize + header.len;
+    }
+    size_t old = trigger.data.size();
+    trigger.data.resize(want);
+    ssize_t n = ::read(fd, trigger.data.data() + old, want - old);
+    if (n <= 0) {
+        trigger.data.resize(old);
+        if (n < 0 && errno == EAGAIN) return;
+        drop_trigger(fd, "qrexec-client-vm closed its connection before sending a request");
+        return;
+    }
+    trigger.data.resize(old + static_cast<size_t>(n));
+    if (trigger.data.size() < kHeaderSize) return;
+    auto header = decode_header(std::span(trigger.data).first<kHeaderSize>());
+    if (header.type != MSG_TRIGGER_SERVICE4 || header.len <= kTrigger4FixedSize ||
+        header.len > kMaxTriggerPayload) {
+        drop_trigger(fd, "Invalid request received from qrexec-client-vm, is it outdated?");
+        return;
+    }
+    if (trigger.data.size() < kHeaderSize + header.len) return;
+
+    // Complete: mark it with our handle for the answer, forward it byte-identical otherwise.
+    auto ident = fmt::format("SOCKET{}", fd);
+    std::memcpy(trigger.data.data() + kHeaderSize + 128, ident.c_str(), ident.size() + 1);
+    loop_.unwatch(fd);
+    loop_.cancel_timer(trigger.timer);
+    auto data = std::move(trigger.data);
+    pending_.emplace(fd, std::move(trigger.fd));
+    incoming_.erase(fd);
+    send_control(header.type, std::span<const std::byte>(data).subspan(kHeaderSize));
+}
+
+int Agent::run() {
+    signal_fd_ = io::make_signal_fd({SIGTERM, SIGINT});
+    bool stop = false;
+    loop_.watch(signal_fd_.get(), EPOLLIN, [&](uint32_t) {
+        io::read_signals(signal_fd_.get());
+        stop = true;
+    });
+    loop_.watch(control_->fd(), EPOLLIN, [this](uint32_t ev) { on_control_event(ev); });
+    loop_.watch(trigger_listener_.get(), EPOLLIN, [this](uint32_t) { accept_trigger(); });
+    while (!stop) loop_.run_once();
+    ::unlink(opts_.agent_socket.c_str());
+    for (auto& [slot, c] : connections_)
+        if (c.handler) c.handler->detach();
+    for (auto& c : untracked_) c.detach();
+    if (session_waiter_) session_waiter_->detach();
+    return 0;
+}
+
+} // namespace
+
+int agent_main(int argc, char** argv) {
+    io::require_standard_fds("qrexec-agent");
+    Options opts;
+    if (auto code = parse_options(argc, argv, opts)) return *code;
+    signal(SIGPIPE, SIG_IGN);
+
+    auto backend = transport::default_backend();
+    auto server = backend->listen(0, static_cast<int>(kVchanBasePort), 4096);
+    if (!server) {
+        QLOG("Cannot create the control vchan");
+        return 1;
+    }
+    auto control = server->wait_for_client(-1);
+    server.reset();
+    if (!control) {
+        QLOG("Cannot accept the control vchan connection");
+        return 1;
+    }
+    // The agent speaks first (P§4.1).
+    auto hello = encode_frame(MSG_HELLO, encode_hello(kProtocolVersion));
+    if (!control->send_all(hello, -1)) {
+        QLOG("Failed to send HELLO to dom0");
+        return 1;
+    }
+    std::array<std::byte, kHeaderSize + 4> reply{};
+    if (!control->recv_all(reply, -1)) {
+        QLOG("Failed to receive dom0's HELLO");
+        return 1;
+    }
+    auto header = decode_header(std::span(reply).first<kHeaderSize>());
+    if (header.type != MSG_HELLO || header.len != 4) {
+        QLOG("Invalid HELLO from dom0: type 0x{:x}, len {}", header.type, header.len);
+        return 1;
+    }
+    uint32_t version = std::min(load_u32(reply, kHeaderSize), kProtocolVersion);
+    if (version < kMinProtocolVersion) {
+        QLOG("Incompatible dom0 protocol version {}", version);
+        return 1;
+    }
+
+    io::Fd trigger = listen_unix(opts.agent_socket, 5);
+    if (!trigger) {
+        QLOG_ERRNO("cannot listen on {}", opts.agent_socket);
+        return 1;
+    }
+    notify_systemd_ready();
+    Agent agent(std::move(opts), std::move(control), std::move(trigger));
+    return agent.run();
+}
+
+} // namespace qrexec::agent

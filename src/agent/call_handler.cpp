@@ -1,0 +1,165 @@
+#include "agent/call_handler.h"
+
+#include "io/fd.h"
+#include "io/log.h"
+#include "io/process.h"
+#include "protocol/messages.h"
+#include "services/exec.h"
+#include "services/lookup.h"
+#include "services/prepare.h"
+#include "stream/engine.h"
+#include "transport/vchan.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+namespace qrexec::agent {
+namespace {
+
+using namespace qrexec::protocol;
+
+constexpr int kDataConnectTimeoutMs = 120'000;
+
+void send_frame(transport::Channel& channel, uint32_t type, std::span<const std::byte> payload) {
+    auto frame = encode_frame(type, payload);
+    if (!channel.send_all(frame, kDataConnectTimeoutMs))
+        QLOG("failed to send {} on the data vchan", msg_type_name(type));
+}
+
+// Failures found before anything was spawned: a fixed three-message answer (P§5.9).
+int report_failure_before_spawn(transport::Channel& channel, int code) {
+    send_frame(channel, MSG_DATA_STDOUT, {});
+    send_frame(channel, MSG_DATA_STDERR, {});
+    send_frame(channel, MSG_DATA_EXIT_CODE, encode_exit_code(code));
+    return code;
+}
+
+[[noreturn]] void exec_prepared(const CallRequest& request, const services::PreparedCall& call) {
+    const auto& command = *request.command;
+    if (request.run_as == RunAs::RequestedUser)
+        services::exec_call_as_user(command, call, request.user, getpid());
+    if (call.kind == services::CallKind::Executable)
+        services::exec_service(call.path, command, services::ExecStyle::Direct);
+    const char* shell = std::getenv("SHELL");
+    services::exec_shell_command_argv0(command.command, shell && *shell ? shell : "/bin/sh",
+                                       "sh");
+}
+
+int run_just_exec(transport::Channel& channel, const CallRequest& request) {
+    int code = kExitProblem;
+    if (request.command && !request.config_failed) {
+        auto prepared = services::prepare_call(*request.command,
+                                               services::SearchPaths::from_environment(),
+                                               request.config);
+        if (!prepared.ok()) {
+            code = prepared.failure;
+        } else if (prepared.call->kind == services::CallKind::Socket ||
+                   prepared.call->kind == services::CallKind::Tcp) {
+            code = 0; // header written; the connection closes when we exit
+        } else {
+            io::Fd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
+            int err_fd = request.command->is_service ? 2 : null_fd.get();
+            auto child = io::spawn({null_fd.get(), null_fd.get(), err_fd}, [&]() -> int {
+                io::close_fds_from(3);
+                setsid();
+                exec_prepared(request, *prepared.call);
+            });
+            child.detach(); // runs on; only the spawn is reported
+            code = 0;
+        }
+    }
+    send_frame(channel, MSG_DATA_EXIT_CODE, encode_exit_code(code));
+    return 0;
+}
+
+int run_exec_cmdline(transport::Channel& channel, uint32_t version, const CallRequest& request) {
+    if (!request.command || request.config_failed)
+        return report_failure_before_spawn(channel, kExitProblem);
+    auto prepared = services::prepare_call(*request.command,
+                                           services::SearchPaths::from_environment(),
+                                           request.config);
+    if (!prepared.ok()) return report_failure_before_spawn(channel, prepared.failure);
+    auto& call = *prepared.call;
+
+    stream::EngineConfig config;
+    config.role = stream::Role::Service;
+    config.version = version;
+    if (call.kind == services::CallKind::Socket || call.kind == services::CallKind::Tcp) {
+        int fd = call.socket.release();
+        config.input = {fd, stream::CloseMethod::Shutdown};
+        config.output = {fd, stream::CloseMethod::Shutdown};
+        config.exit_on_client_eof = call.config.exit_on_client_eof;
+        config.exit_on_service_eof = call.config.exit_on_service_eof;
+        auto result = stream::run_engine(channel, std::move(config), nullptr);
+        return result.protocol_error ? 1 : result.exit_code.value_or(0);
+    }
+
+    stream::block_sigusr1();
+    auto stdin_pair = io::make_socketpair();
+    auto stdout_pair = io::make_socketpair();
+    auto stderr_pipe = io::make_pipe();
+    auto child = io::spawn(
+        {stdin_pair.second.get(), stdout_pair.second.get(), stderr_pipe.second.get()},
+        [&]() -> int {
+            io::close_fds_from(3);
+            exec_prepared(request, call);
+        });
+    config.output = {stdin_pair.first.release(), stream::CloseMethod::Shutdown};
+    config.input = {stdout_pair.first.release(), stream::CloseMethod::Shutdown};
+    config.error = {stderr_pipe.first.release(), stream::CloseMethod::Close};
+    config.single_socket_on_sigusr1 = true;
+    stdin_pair.second.reset();
+    stdout_pair.second.reset();
+    stderr_pipe.second.reset();
+    auto result = stream::run_engine(channel, std::move(config), &child);
+    if (result.protocol_error) return 1;
+    return result.child_status.value_or(1);
+}
+
+} // namespace
+
+CallRequest make_call_request(uint32_t type, uint32_t domain, uint32_t port,
+                              std::string_view cmdline, bool with_user) {
+    CallRequest request;
+    request.type = type;
+    request.connect_domain = domain;
+    request.connect_port = port;
+    std::string error;
+    request.command = services::parse_command(cmdline, with_user, &error);
+    if (!request.command) {
+        QLOG("invalid command line from dom0: {}", error);
+        return request;
+    }
+    if (request.command->is_service) {
+        auto paths = services::SearchPaths::from_environment();
+        auto load = services::load_rpc_config(paths.config_dirs, *request.command);
+        if (!load.ok) {
+            QLOG("{}", load.error);
+            request.config_failed = true;
+        } else {
+            request.config = load.config;
+        }
+    }
+    request.user = services::effective_user(*request.command, request.config);
+    return request;
+}
+
+int run_call_handler(const CallRequest& request) {
+    auto backend = transport::default_backend();
+    auto channel = backend->connect(static_cast<int>(request.connect_domain),
+                                    static_cast<int>(request.connect_port), kDataConnectTimeoutMs);
+    if (!channel) {
+        QLOG("data vchan connection to domain {} port {} failed", request.connect_domain,
+             request.connect_port);
+        return 1;
+    }
+    auto version = stream::handshake_data_channel(*channel, true, kDataConnectTimeoutMs);
+    if (!version) return 1;
+    setenv("QREXEC_AGENT_PID", std::to_string(getpid()).c_str(), 1);
+    if (request.type == MSG_JUST_EXEC) return run_just_exec(*channel, request);
+    return run_exec_cmdline(*channel, *version, request);
+}
+
+} // namespace qrexec::agent

@@ -1,0 +1,39 @@
+// The per-call handler (AGENT.md §2.6): a process forked by the agent (or by the
+// fork server) for one EXEC_CMDLINE / JUST_EXEC. It connects the data vchan,
+// starts the service and runs the service side of the data stream.
+#pragma once
+
+#include "services/command.h"
+#include "services/rpc_config.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace qrexec::agent {
+
+enum class RunAs {
+    RequestedUser, // agent: PAM as root, else the requested user must be ours
+    Myself,        // fork server: already the right user, exec directly
+};
+
+struct CallRequest {
+    uint32_t type = 0; // MSG_EXEC_CMDLINE or MSG_JUST_EXEC
+    uint32_t connect_domain = 0;
+    uint32_t connect_port = 0;
+    std::optional<services::ParsedCommand> command; // nullopt: unparsable (-> 125)
+    services::RpcConfig config;
+    bool config_failed = false; // rpc-config could not be loaded (-> 125)
+    std::string user;           // effective user (force-user applied)
+    RunAs run_as = RunAs::RequestedUser;
+};
+
+// Parses the command and loads its rpc-config as the agent does before deciding
+// where the call runs (with_user: the "USER:" form from dom0).
+CallRequest make_call_request(uint32_t type, uint32_t domain, uint32_t port,
+                              std::string_view cmdline, bool with_user);
+
+// Body of the handler process; returns its exit status. Call right after fork.
+int run_call_handler(const CallRequest& request);
+
+} // namespace qrexec::agent
