@@ -2,6 +2,7 @@
 qrexec-client-vm binaries (each test skips when a binary is not built)."""
 
 import concurrent.futures
+import getpass
 import os
 import socket
 import struct
@@ -120,7 +121,8 @@ def two_vms(qenv):
         if "service_and_arg=qubes.Denied" in text:
             return b"result=deny\n"
         target = text.split("intended_target=")[1].split("\n")[0]
-        return allow_reply(target)
+        # the agent runs services as this user (it must exist)
+        return allow_reply(target, user=getpass.getuser())
 
     qenv.policy_server(policy)
     vms = [RealVm(qenv, 5, "work", services), RealVm(qenv, 6, "vault", services)]
