@@ -79,7 +79,7 @@ def need_vm_binaries():
 
 
 class RealVm:
-    def __init__(self, qenv, domid, name, services):
+    def __init__(self, qenv, domid, name, services, dom0_services=None):
         self.qenv = qenv
         self.domid = domid
         self.name = name
@@ -90,7 +90,8 @@ class RealVm:
         self.agent = subprocess.Popen([bin_path("qrexec-agent"), "-a", self.trigger, "-S"],
                                       env=env, stdin=subprocess.DEVNULL, stdout=self.agent_log,
                                       stderr=self.agent_log)
-        self.daemon = qenv.daemon(domid, name)
+        self.daemon = qenv.daemon(
+            domid, name, extra_env={"QREXEC_SERVICE_PATH": dom0_services or services})
         self.daemon.wait_socket(timeout=20)
         wait_for(lambda: os.path.exists(self.trigger), what=f"agent socket of {name}")
 
@@ -115,17 +116,23 @@ def two_vms(qenv):
     services = os.path.join(qenv.root, "vm-rpc")
     write_service(services, "qubes.Echo", 'echo "from=$QREXEC_REMOTE_DOMAIN"; cat')
     write_service(services, "qubes.Fail", "exit 7")
+    dom0_services = os.path.join(qenv.root, "dom0-rpc")
+    write_service(dom0_services, "qubes.Dom0Echo",
+                  'echo "dom0 got $QREXEC_REMOTE_DOMAIN $QREXEC_REQUESTED_TARGET_KEYWORD"; cat')
 
     def policy(req):
         text = req.decode()
         if "service_and_arg=qubes.Denied" in text:
             return b"result=deny\n"
         target = text.split("intended_target=")[1].split("\n")[0]
+        if target == "@adminvm":
+            return allow_reply("@adminvm", user="DEFAULT")
         # the agent runs services as this user (it must exist)
         return allow_reply(target, user=getpass.getuser())
 
     qenv.policy_server(policy)
-    vms = [RealVm(qenv, 5, "work", services), RealVm(qenv, 6, "vault", services)]
+    vms = [RealVm(qenv, 5, "work", services, dom0_services),
+           RealVm(qenv, 6, "vault", services, dom0_services)]
     try:
         yield vms
     finally:
@@ -145,6 +152,13 @@ def test_vm_to_vm_call_through_two_daemons(qenv, two_vms):
     assert b"Request refused" in r.stderr
     r = vault.call("work", "qubes.Echo", b"back\n")
     assert r.stdout == b"from=vault\nback\n"
+
+
+def test_vm_to_dom0_call_real_components(qenv, two_vms):
+    work, _ = two_vms
+    r = work.call("@adminvm", "qubes.Dom0Echo", b"data\n")
+    assert r.returncode == 0, (r.stderr, work.daemon.log())
+    assert r.stdout == b"dom0 got work adminvm\ndata\n"
 
 
 def test_many_parallel_vm_to_vm_calls_no_leaks(qenv, two_vms):
