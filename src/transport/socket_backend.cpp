@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -45,7 +46,7 @@ void enlarge_buffers(int fd) {
 }
 
 class SocketChannel final : public Channel {
-public:
+  public:
     explicit SocketChannel(io::Fd fd) : fd_(std::move(fd)) {
         io::set_nonblocking(fd_.get());
         enlarge_buffers(fd_.get());
@@ -69,12 +70,12 @@ public:
         }
     }
 
-private:
+  private:
     io::Fd fd_;
 };
 
 class SocketServer final : public PendingServer {
-public:
+  public:
     SocketServer(io::Fd listener, std::string path, ino_t inode)
         : listener_(std::move(listener)), path_(std::move(path)), inode_(inode) {}
     ~SocketServer() override { release_path(); }
@@ -92,12 +93,12 @@ public:
         return make_socket_channel(io::Fd(fd));
     }
 
-private:
+  private:
     // Unlinks the path only while it still names our socket (a newer server may
     // already have re-bound it).
     void release_path() {
         if (!listener_) return;
-        struct stat st{};
+        struct stat st {};
         if (::lstat(path_.c_str(), &st) == 0 && st.st_ino == inode_) ::unlink(path_.c_str());
         listener_.reset();
     }
@@ -164,8 +165,8 @@ SocketBackendConfig SocketBackendConfig::from_environment() {
 
 std::string vchan_socket_path(const std::string& dir, int server_domain, int client_domain,
                               int port) {
-    return dir + "/vchan." + std::to_string(server_domain) + "." +
-           std::to_string(client_domain) + "." + std::to_string(port) + ".sock";
+    return dir + "/vchan." + std::to_string(server_domain) + "." + std::to_string(client_domain) +
+           "." + std::to_string(port) + ".sock";
 }
 
 std::unique_ptr<PendingServer> SocketBackend::listen(int peer_domain, int port, size_t) {
@@ -189,7 +190,7 @@ std::unique_ptr<PendingServer> SocketBackend::listen(int peer_domain, int port, 
         QLOG_ERRNO("cannot listen on vchan socket {}", path);
         return nullptr;
     }
-    struct stat st{};
+    struct stat st {};
     ::lstat(path.c_str(), &st);
     return std::make_unique<SocketServer>(std::move(fd), std::move(path), st.st_ino);
 }
@@ -202,7 +203,11 @@ std::unique_ptr<Channel> SocketBackend::connect(int peer_domain, int port, int t
         return nullptr;
     }
     auto deadline = Clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
-    auto pause = std::chrono::microseconds(100);
+    // The server's socket file appears once its side learned the port. Watching the
+    // directory wakes us the moment it is created instead of polling on a timer.
+    io::Fd watch(inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+    if (watch) inotify_add_watch(watch.get(), config_.socket_dir.c_str(), IN_CREATE | IN_MOVED_TO);
+    auto pause = std::chrono::microseconds(50);
     for (;;) {
         io::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
         if (!fd) {
@@ -211,18 +216,35 @@ std::unique_ptr<Channel> SocketBackend::connect(int peer_domain, int port, int t
         }
         if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
             return make_socket_channel(std::move(fd));
-        if (errno != ENOENT && errno != ECONNREFUSED && errno != EAGAIN && errno != EINTR) {
+        int err = errno;
+        if (err != ENOENT && err != ECONNREFUSED && err != EAGAIN && err != EINTR) {
             QLOG_ERRNO("cannot connect to vchan socket {}", path);
             return nullptr;
         }
-        // The server appears once its peer learned the port; retry with a short,
-        // growing pause (the socket file has no readiness notification).
-        if (timeout_ms >= 0 && Clock::now() >= deadline) {
+        int left = remaining_ms(deadline, timeout_ms);
+        if (timeout_ms >= 0 && left == 0) {
             QLOG("timeout connecting to vchan socket {}", path);
             return nullptr;
         }
-        std::this_thread::sleep_for(pause);
-        pause = std::min(pause * 2, std::chrono::microseconds(5000));
+        // ENOENT: wait until something is created in the directory. Refused: the
+        // file exists but listen() has not happened yet, or a stale file waits to be
+        // replaced; retry soon, backing off gently. Both waits end early on a creation.
+        auto wait = err == ENOENT && watch ? std::chrono::microseconds(100'000) : pause;
+        if (err != ENOENT) pause = std::min(pause * 2, std::chrono::microseconds(2000));
+        if (left >= 0)
+            wait = std::min<std::chrono::microseconds>(wait, std::chrono::milliseconds(left));
+        if (!watch) {
+            std::this_thread::sleep_for(wait);
+            continue;
+        }
+        pollfd p{watch.get(), POLLIN, 0};
+        timespec ts{static_cast<time_t>(wait.count() / 1'000'000),
+                    static_cast<long>(wait.count() % 1'000'000) * 1000};
+        if (::ppoll(&p, 1, &ts, nullptr) > 0) {
+            char events[4096];
+            while (::read(watch.get(), events, sizeof events) > 0) {
+            }
+        }
     }
 }
 
