@@ -251,3 +251,19 @@ def test_too_many_clients_do_not_kill_daemon(qenv):
     c.send_cmd(MSG_EXEC_CMDLINE, 0, 0, b"user:ok\0")
     c.recv_reply()
     assert d.proc.poll() is None
+
+
+def test_fork_mode_nowait_parent_exits_at_once(qenv):
+    env = dict(qenv.env, QREXEC_STARTUP_NOWAIT="1")
+    r = run_daemon([f"--socket-dir={qenv.socket_dir}", "-u", "u13", "13", "later"], env)
+    assert r.returncode == 0
+    assert not os.path.exists(os.path.join(qenv.socket_dir, "qrexec.13"))
+    try:
+        agent = qenv.agent(13)
+        agent.accept(timeout=20)  # the background child is still waiting for it
+        wait_for(lambda: os.path.exists(os.path.join(qenv.socket_dir, "qrexec.13")),
+                 what="socket of the background daemon")
+    finally:
+        _kill_background_daemon(qenv.socket_dir, "13")
+    wait_for(lambda: not os.path.exists(os.path.join(qenv.socket_dir, "qrexec.13")),
+             what="socket removed after SIGTERM")
