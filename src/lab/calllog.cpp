@@ -125,7 +125,7 @@ std::vector<CallRecord> merge_records(std::vector<CallRecord> records) {
                 CallRecord& c = records[i];
                 if (!tap.decision.empty() && tap.decision != "?") c.decision = tap.decision;
                 if (!tap.decided_by.empty()) c.decided_by = tap.decided_by;
-                if (!tap.detail.empty())
+                if (!tap.detail.empty() && c.detail.find(tap.detail) == std::string::npos)
                     c.detail = c.detail.empty() ? tap.detail : c.detail + "; " + tap.detail;
                 break;
             }

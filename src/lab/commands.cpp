@@ -970,7 +970,7 @@ int cmd_demo(const Context& ctx, const std::vector<std::string>& args) {
          "   (demo.FileIn+notes.txt writes it under personal's incoming/work/).",
          {"call", "work", "personal", "demo.FileIn+notes.txt"}, 0, "meeting at 10");
     step("   dom0 can look inside personal with 'run' (like qvm-run --pass-io):",
-         {"run", "personal", "cat incoming/work/notes.txt"}, 0);
+         {"run", "personal", "cat " + dir + "/personal/incoming/work/notes.txt"}, 0);
     step("3. DENIED: personal may not read the vault. The catch-all rule\n"
          "   '* * @anyvm @anyvm deny' refuses it; the caller gets 126 and\n"
          "   'Request refused', and the vault's service never runs.",

@@ -39,7 +39,7 @@ std::map<std::string, std::string> key_values(const std::string& text) {
 
 // The latest ask answer recorded for a call from source/service since `since`.
 std::string ask_answer_since(const StatePaths& paths, const std::string& source,
-                        const std::string& service, double since) {
+                             const std::string& service, double since) {
     auto text = read_file(paths.asks_log());
     if (!text) return "";
     std::string found;
@@ -57,7 +57,6 @@ std::string ask_answer_since(const StatePaths& paths, const std::string& source,
     }
     return found;
 }
-
 
 void serve_policy_request(int conn, const LabState& state, const StatePaths& paths) {
     double started = now_seconds();

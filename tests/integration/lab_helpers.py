@@ -29,7 +29,6 @@ COMPONENTS = [
     "qrexec-client-vm",
     "qrexec-policy-daemon",
     "qrexec-policy-exec",
-    "qrexec-policy",
 ]
 
 

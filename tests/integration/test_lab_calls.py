@@ -56,7 +56,7 @@ def example_lab():
 
 def log_line(lab, *needles):
     out = lab.run("log").out
-    for line in out.splitlines()[1:]:
+    for line in reversed(out.splitlines()[1:]):  # the latest call
         if all(n in line for n in needles):
             return line
     raise AssertionError(f"no log line with {needles}:\n{out}")
@@ -126,8 +126,8 @@ def test_run_passes_io_and_status(example_lab):
     r = lab.run("run", "personal", "--", "cat; echo done; exit 5", input="abc\n")
     assert r.returncode == 5
     assert r.out == "abc\ndone\n"
-    r = lab.run("run", "work", "pwd")
-    assert r.out.strip() == str(lab.example / "work")
+    r = lab.run("run", "personal", "--user", "nosuchuser", "true")
+    assert r.returncode != 0
 
 
 def test_shell_makes_client_vm_work_and_tap_logs_it(example_lab):
@@ -233,3 +233,62 @@ def test_demo_runs_the_tour():
         assert needle in r.out
     assert sockets_under(lab.state) == []
     assert processes_with_env("QREXEC_LAB_STATE_DIR", str(lab.state)) == []
+
+
+def _call_on_terminal(lab, answer, *call_args):
+    """Runs `qrexec-lab call` on a pseudo-terminal and answers the ask prompt."""
+    import fcntl
+    import select
+    import subprocess
+    import termios
+
+    master, slave = os.openpty()
+
+    def take_terminal():
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        [str(lab_binary()), "call", *call_args],
+        stdin=slave, stdout=slave, stderr=slave, env=lab.env,
+        start_new_session=True, preexec_fn=take_terminal,
+    )
+    os.close(slave)
+    seen = b""
+    answered = False
+    deadline = 30
+    import time
+
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        r, _, _ = select.select([master], [], [], 0.5)
+        if r:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if not answered and b"answer y" in seen:
+                os.write(master, answer.encode() + b"\n")
+                answered = True
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=30)
+    os.close(master)
+    return proc.returncode, seen.decode(errors="replace"), answered
+
+
+@pytest.mark.parametrize("answer,status", [("y", 0), ("n", 126)])
+def test_ask_prompts_on_the_callers_terminal(example_lab, answer, status):
+    lab = example_lab
+    code, out, answered = _call_on_terminal(
+        lab, answer, "work", "vault", "demo.VaultGet+password"
+    )
+    assert answered, out
+    assert "policy asks: allow work to call demo.VaultGet+password" in out
+    assert code == status, out
+    if status == 0:
+        assert "correct horse battery staple" in out
+    line = log_line(lab, "work", "vault", "demo.VaultGet+password", "caller's terminal")
+    assert ("ask:allow" if status == 0 else "ask:deny") in line
