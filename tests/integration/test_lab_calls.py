@@ -292,3 +292,29 @@ def test_ask_prompts_on_the_callers_terminal(example_lab, answer, status):
         assert "correct horse battery staple" in out
     line = log_line(lab, "work", "vault", "demo.VaultGet+password", "caller's terminal")
     assert ("ask:allow" if status == 0 else "ask:deny") in line
+
+
+def test_log_follow_shows_new_calls(example_lab):
+    import subprocess
+    import select
+    import time
+
+    lab = example_lab
+    follower = subprocess.Popen(
+        [str(lab_binary()), "log", "-f"], stdout=subprocess.PIPE, env=lab.env,
+        start_new_session=True,
+    )
+    try:
+        assert follower.stdout.readline().startswith(b"TIME")
+        r = lab.run("call", "personal", "work", "demo.Echo+followed", input="x")
+        assert r.returncode == 0
+        seen = b""
+        end = time.monotonic() + 20
+        while b"demo.Echo+followed" not in seen and time.monotonic() < end:
+            ready, _, _ = select.select([follower.stdout], [], [], 1)
+            if ready:
+                seen += os.read(follower.stdout.fileno(), 65536)
+        assert b"demo.Echo+followed" in seen
+    finally:
+        follower.kill()
+        follower.wait()

@@ -133,3 +133,24 @@ def test_commands_need_a_running_lab(lab):
     assert lab.run("status").returncode == 3
     d = lab.run("down")
     assert d.returncode == 0 and "no lab is up" in d.out
+
+
+def test_policy_error_rejected_before_start(lab, tmp_path):
+    example = copy_example(tmp_path / "lab")
+    policy = example / "policy" / "30-lab.policy"
+    lines = policy.read_text().splitlines()
+    lines.insert(3, "demo.Echo * @anyvm @anyvm permit")
+    policy.write_text("\n".join(lines) + "\n")
+    r = lab.run("up", example / "lab.toml")
+    assert r.returncode == 2
+    assert r.err.startswith(f"{policy}:4: policy error"), r.err
+    assert "hint:" in r.err
+    assert not (lab.state / "supervisor.pid").exists()
+
+
+def test_bad_policy_file_name_rejected(lab, tmp_path):
+    example = copy_example(tmp_path / "lab")
+    (example / "policy" / "40-Extra.policy").write_text("")
+    r = lab.run("check", example / "lab.toml")
+    assert r.returncode == 2
+    assert "40-Extra.policy" in r.err and "hint:" in r.err
