@@ -92,6 +92,7 @@ class Evaluation {
         decision_.service = service_;
         decision_.argument = argument_;
         decision_.source = source_;
+        decision_.target = req.intended_target.empty() ? "@default" : req.intended_target;
     }
 
     Decision run();

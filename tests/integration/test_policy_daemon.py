@@ -1,0 +1,201 @@
+"""qrexec-policy-daemon: socket protocol, bad requests, EvalSimple/EvalGUI, reload,
+concurrency."""
+
+import os
+import socket
+
+import pytest
+
+from policy_helpers import (TIMEOUT, query, request, running_daemon, tree,  # noqa: F401
+                            wait_for, SYSTEM)
+
+ALLOW_PERSONAL = (b"user=DEFAULT\nresult=allow\ntarget=personal\n"
+                  b"target_uuid=uuid:11111111-0000-0000-0000-000000000002\n"
+                  b"autostart=True\nrequested_target=personal")
+
+
+def test_answers_like_exec(tree):
+    with running_daemon(tree) as d:
+        assert query(d.sock, request("work", "personal", "qubes.Filecopy")) == ALLOW_PERSONAL
+        assert query(d.sock, request("untrusted", "work", "qubes.Filecopy")) == b"result=deny"
+        assert query(d.sock, request("work", "personal", "qubes.Filecopy",
+                                     just_evaluate="yes")) == b"result=allow"
+        assert query(d.sock, request("personal", "vault", "qubes.Filecopy",
+                                     assume_yes_for_ask="yes")).startswith(b"user=DEFAULT\n")
+        # The daemon's own request shape (DAEMON.md §5.2) with an empty requested_source.
+        data = (b"source=work\nrequested_source=\nintended_target=@dispvm\n"
+                b"service_and_arg=demo.Echo+hello\n\n")
+        assert b"target=@dispvm:dvm-tpl\n" in query(d.sock, data)
+
+
+@pytest.mark.parametrize("data", [
+    b"source=work\nintended_target=personal\n\n",
+    b"source=work\nintended_target=personal\nservice_and_arg=a.B\nbogus=1\n\n",
+    b"source=work\nsource=work\nintended_target=personal\nservice_and_arg=a.B\n\n",
+    b"source=work\nintended_target=personal\nservice_and_arg=a.B\njust_evaluate=true\n\n",
+    b"source=work\nintended_target\nservice_and_arg=a.B\n\n",
+    b"source=w\xc3\xb6rk\nintended_target=personal\nservice_and_arg=a.B\n\n",
+    b"domain_id=1\nsource=work\nintended_target=personal\nservice_and_arg=a.B\n\n",
+    b"x" * 70000,
+])
+def test_bad_requests_closed_without_reply(tree, data):
+    with running_daemon(tree) as d:
+        try:
+            assert query(d.sock, data) == b""
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        # ...and the daemon is still fine.
+        assert query(d.sock, request("work", "personal", "qubes.Filecopy")) == ALLOW_PERSONAL
+
+
+def test_eof_ends_request(tree):
+    with running_daemon(tree) as d:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(TIMEOUT)
+            s.connect(d.sock)
+            s.sendall(b"source=work\nintended_target=personal\nservice_and_arg=qubes.Filecopy")
+            s.shutdown(socket.SHUT_WR)
+            out = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                out += chunk
+            assert out == ALLOW_PERSONAL
+
+
+def eval_query(path, header, body):
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(TIMEOUT)
+        s.connect(path)
+        s.sendall(header + b"\0" + body)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                return out
+            out += chunk
+
+
+def test_eval_simple(tree):
+    with running_daemon(tree) as d:
+        h = b"policy.EvalSimple+qubes.Filecopy dom0 keyword adminvm"
+        assert eval_query(d.eval_sock, h, b"work\0personal") == b"result=allow\n"
+        assert eval_query(d.eval_sock, h, b"untrusted\0personal") == b"result=deny\n"
+        # ask + assume yes
+        assert eval_query(d.eval_sock, h, b"personal\0vault") == b"result=allow\n"
+        # invalid input: closed without reply
+        assert eval_query(d.eval_sock, h, b"work") == b""
+        assert eval_query(d.eval_sock, h, b"work\0bad:target") == b""
+        assert eval_query(d.eval_sock, b"policy.EvalSimple++x dom0", b"a\0b") == b""
+        assert eval_query(d.eval_sock, b"policy.EvalSimple+ dom0", b"a\0b") == b""
+
+
+def test_eval_gui_requires_guivm_tags(tree):
+    system = {"domains": dict(SYSTEM["domains"])}
+    for name in ("work", "personal"):
+        system["domains"][name] = dict(system["domains"][name], tags=["guivm-sys-gui"])
+    tree.set_system(system)
+    with running_daemon(tree) as d:
+        ok = b"policy.EvalGUI+qubes.Filecopy sys-gui keyword adminvm"
+        other = b"policy.EvalGUI+qubes.Filecopy other-gui keyword adminvm"
+        assert eval_query(d.gui_sock, other, b"work\0personal") == b"result=deny\n"
+        # work lost its "trusted" tag above, so line 3 no longer allows it.
+        assert eval_query(d.gui_sock, ok, b"work\0personal") == b"result=deny\n"
+        tree.write("05-gui.policy", "qubes.Filecopy * work personal allow\n")
+        wait_for(lambda: eval_query(d.gui_sock, ok, b"work\0personal") == b"result=allow\n",
+                 what="reload")
+
+
+def test_reload_on_change_and_syntax_error(tree):
+    with running_daemon(tree) as d:
+        req = request("work", "personal", "qubes.Filecopy")
+        assert query(d.sock, req) == ALLOW_PERSONAL
+        tree.write("05-first.policy", "qubes.Filecopy * work personal deny\n")
+        wait_for(lambda: query(d.sock, req) == b"result=deny", what="reload after create")
+        os.unlink(os.path.join(tree.etc_dir, "05-first.policy"))
+        wait_for(lambda: query(d.sock, req) == ALLOW_PERSONAL, what="reload after delete")
+        tree.write("50-bad.policy", "qubes.Filecopy * work\n")
+        wait_for(lambda: query(d.sock, req) == b"result=deny", what="reload with error")
+        wait_for(lambda: "50-bad.policy:1: wrong number of fields" in open(d.log_path).read(),
+                 what="error logged with file:line")
+        tree.write("50-bad.policy", "# fixed\n")
+        wait_for(lambda: query(d.sock, req) == ALLOW_PERSONAL, what="reload after fix")
+
+
+def test_request_in_flight_survives_reload(tree):
+    fifo = os.path.join(tree.root, "ask.fifo")
+    os.mkfifo(fifo)
+    started = os.path.join(tree.root, "ask.started")
+    ask = f"cat >/dev/null; touch {started}; read answer < {fifo}; echo \"$answer\""
+    with running_daemon(tree, "--ask-command", ask) as d:
+        with socket.socket(socket.AF_UNIX) as pending:
+            pending.settimeout(TIMEOUT)
+            pending.connect(d.sock)
+            pending.sendall(request("personal", "vault", "qubes.Filecopy"))
+            wait_for(lambda: os.path.exists(started), what="prompt started")
+            # While the prompt is open, the policy changes and other clients are served.
+            tree.write("05-deny.policy", "qubes.Filecopy * @anyvm @anyvm deny\n")
+            req = request("work", "personal", "qubes.Filecopy")
+            wait_for(lambda: query(d.sock, req) == b"result=deny", what="reload")
+            fd = None
+
+            def open_fifo():
+                nonlocal fd
+                try:
+                    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                    return True
+                except OSError:
+                    return False
+            wait_for(open_fifo, what="prompt reading its answer")
+            os.write(fd, b"allow:vault\n")
+            os.close(fd)
+            out = b""
+            while True:
+                chunk = pending.recv(4096)
+                if not chunk:
+                    break
+                out += chunk
+            assert b"result=allow\ntarget=vault\n" in out
+
+
+def test_many_concurrent_clients(tree):
+    with running_daemon(tree) as d:
+        socks = []
+        try:
+            for _ in range(64):
+                s = socket.socket(socket.AF_UNIX)
+                s.settimeout(TIMEOUT)
+                s.connect(d.sock)
+                s.sendall(b"source=work\nintended_target=personal\n")
+                socks.append(s)
+            # All are half-way; one more client is still answered at once.
+            assert query(d.sock, request("work", "personal", "qubes.Filecopy")) == ALLOW_PERSONAL
+            for s in reversed(socks):
+                s.sendall(b"service_and_arg=qubes.Filecopy\n\n")
+            for s in socks:
+                out = b""
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    out += chunk
+                assert out == ALLOW_PERSONAL
+        finally:
+            for s in socks:
+                s.close()
+
+
+def test_socket_permissions(tree):
+    import stat
+    with running_daemon(tree) as d:
+        assert stat.S_IMODE(os.stat(d.sock).st_mode) == 0o660
+
+
+def test_stale_socket_replaced(tree):
+    stale = os.path.join(tree.root, "policy.sock")
+    with open(stale, "w") as f:
+        f.write("stale")
+    with running_daemon(tree) as d:
+        assert query(d.sock, request("work", "personal", "qubes.Filecopy")) == ALLOW_PERSONAL
