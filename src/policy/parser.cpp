@@ -144,7 +144,19 @@ struct Context {
     std::string legacy_dir;
     std::vector<std::string>* warnings;
     std::vector<std::string>* files;
+    // Lint mode: errors are collected per line and parsing goes on.
+    std::vector<PolicySyntaxError>* errors = nullptr;
 };
+
+// Runs one line's parsing; in lint mode an error is recorded instead of thrown.
+template <typename F> void per_line(Context& ctx, F&& body) {
+    if (!ctx.errors) return body();
+    try {
+        body();
+    } catch (const PolicySyntaxError& e) {
+        ctx.errors->push_back(e);
+    }
+}
 
 class FileParser {
   public:
@@ -286,17 +298,19 @@ void FileParser::parse_text(std::string_view text, const std::string& path,
         Location where{path, static_cast<int>(i + 1)};
         std::string_view line = strip(lines[i]);
         if (line.empty() || line[0] == '#') continue;
-        auto fields = split_fields(line);
-        if (line[0] == '!') {
-            directive(where, fields, base_dir, depth);
-            continue;
-        }
-        if (fields.size() < 5)
-            throw PolicySyntaxError(
-                where, fmt::format("wrong number of fields: expected at least 5 (service, "
-                                   "argument, source, target, action), got {}",
-                                   fields.size()));
-        out_.push_back(make_rule(where, fields[0], fields[1], fields, 2));
+        per_line(ctx_, [&] {
+            auto fields = split_fields(line);
+            if (line[0] == '!') {
+                directive(where, fields, base_dir, depth);
+                return;
+            }
+            if (fields.size() < 5)
+                throw PolicySyntaxError(
+                    where, fmt::format("wrong number of fields: expected at least 5 (service, "
+                                       "argument, source, target, action), got {}",
+                                       fields.size()));
+            out_.push_back(make_rule(where, fields[0], fields[1], fields, 2));
+        });
     }
 }
 
@@ -390,34 +404,36 @@ void FileParser::parse_legacy(std::string_view text, const std::string& path,
         Location where{path, static_cast<int>(i + 1)};
         std::string_view stripped = strip(lines[i]);
         if (stripped.empty() || stripped[0] == '#') continue;
-        // The R4.0 spelling: $include:PATH, $keywords, comma-separated parameters.
-        std::string line(stripped);
-        if (line.starts_with("$include:")) line = "!include " + line.substr(9);
-        std::replace(line.begin(), line.end(), '$', '@');
-        std::replace(line.begin(), line.end(), ',', ' ');
-        auto fields = split_fields(line);
-        if (line[0] == '!') {
-            if (fields[0] != "!include")
-                throw PolicySyntaxError(where, fmt::format("invalid directive {} in legacy "
-                                                           "policy file",
-                                                           quoted(fields[0])));
-            if (fields.size() != 2)
-                throw PolicySyntaxError(where, "invalid number of params to !include");
-            std::string target = resolve(include_base, fields[1]);
-            if (ctx_.loader.kind(target) != PathKind::File)
-                throw PolicySyntaxError(where, fmt::format("not a file: {}", target));
-            if (depth + 1 > kMaxIncludeDepth)
-                throw PolicySyntaxError(where, "includes nested too deeply (include loop?)");
-            std::string included = read(&where, target);
-            parse_legacy(included, target, service, argument, include_base, depth + 1);
-            continue;
-        }
-        if (fields.size() < 3)
-            throw PolicySyntaxError(
-                where, fmt::format("wrong number of fields: expected at least 3 (source, "
-                                   "target, action), got {}",
-                                   fields.size()));
-        out_.push_back(make_rule(where, service, argument, fields, 0));
+        per_line(ctx_, [&] {
+            // The R4.0 spelling: $include:PATH, $keywords, comma-separated parameters.
+            std::string line(stripped);
+            if (line.starts_with("$include:")) line = "!include " + line.substr(9);
+            std::replace(line.begin(), line.end(), '$', '@');
+            std::replace(line.begin(), line.end(), ',', ' ');
+            auto fields = split_fields(line);
+            if (line[0] == '!') {
+                if (fields[0] != "!include")
+                    throw PolicySyntaxError(where, fmt::format("invalid directive {} in legacy "
+                                                               "policy file",
+                                                               quoted(fields[0])));
+                if (fields.size() != 2)
+                    throw PolicySyntaxError(where, "invalid number of params to !include");
+                std::string target = resolve(include_base, fields[1]);
+                if (ctx_.loader.kind(target) != PathKind::File)
+                    throw PolicySyntaxError(where, fmt::format("not a file: {}", target));
+                if (depth + 1 > kMaxIncludeDepth)
+                    throw PolicySyntaxError(where, "includes nested too deeply (include loop?)");
+                std::string included = read(&where, target);
+                parse_legacy(included, target, service, argument, include_base, depth + 1);
+                return;
+            }
+            if (fields.size() < 3)
+                throw PolicySyntaxError(
+                    where, fmt::format("wrong number of fields: expected at least 3 (source, "
+                                       "target, action), got {}",
+                                       fields.size()));
+            out_.push_back(make_rule(where, service, argument, fields, 0));
+        });
     }
 }
 
@@ -635,6 +651,66 @@ Policy load_policy(const Loader& loader, const PolicyPaths& paths) {
         policy.error_location = e.where();
     }
     return policy;
+}
+
+LintReport lint_policy(const Loader& loader, const PolicyPaths& paths) {
+    LintReport report;
+    Context ctx{loader, paths.legacy_dir, &report.warnings, &report.files, &report.errors};
+    std::map<std::string, std::string> merged;
+    for (const auto& dir : paths.dirs) {
+        if (loader.kind(dir) != PathKind::Directory) {
+            report.errors.emplace_back(
+                fmt::format("policy directory {} does not exist or is not a directory", dir));
+            continue;
+        }
+        std::string error;
+        auto names = loader.list_dir(dir, &error);
+        if (!names) {
+            report.errors.emplace_back(error);
+            continue;
+        }
+        for (const auto& name : *names) {
+            if (!is_policy_file_name(name) || loader.kind(dir + "/" + name) != PathKind::File)
+                continue;
+            if (!is_valid_policy_file_name(name)) {
+                report.errors.emplace_back(
+                    fmt::format("invalid policy file name {} (allowed characters: [0-9a-z_.-])",
+                                dir + "/" + name));
+                continue;
+            }
+            merged.emplace(name, dir + "/" + name);
+        }
+    }
+    FileParser parser(ctx, report.rules);
+    for (const auto& [name, path] : merged) {
+        std::string error;
+        auto text = loader.read_file(path, &error);
+        if (!text) {
+            report.errors.emplace_back(error);
+            continue;
+        }
+        report.files.push_back(path);
+        per_line(ctx, [&] { parser.parse_text(*text, path, dirname_of(path), 0); });
+    }
+    return report;
+}
+
+LintReport lint_files(const Loader& loader, const std::vector<std::string>& files,
+                      const std::string& legacy_dir) {
+    LintReport report;
+    Context ctx{loader, legacy_dir, &report.warnings, &report.files, &report.errors};
+    FileParser parser(ctx, report.rules);
+    for (const auto& path : files) {
+        std::string error;
+        auto text = loader.read_file(path, &error);
+        if (!text) {
+            report.errors.emplace_back(error);
+            continue;
+        }
+        report.files.push_back(path);
+        per_line(ctx, [&] { parser.parse_text(*text, path, dirname_of(path), 0); });
+    }
+    return report;
 }
 
 } // namespace qrexec::policy

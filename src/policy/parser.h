@@ -119,6 +119,19 @@ std::vector<Rule> parse_legacy_text(const Loader& loader, std::string_view text,
                                     const std::string& path, const std::string& service,
                                     const std::string& argument, const std::string& base_dir);
 
+// Lint: like load_policy / parsing single files, but every syntax error is collected
+// (parsing goes on with the next line) instead of stopping at the first.
+struct LintReport {
+    std::vector<PolicySyntaxError> errors;
+    std::vector<std::string> warnings;
+    std::vector<Rule> rules; // the rules that did parse
+    std::vector<std::string> files;
+};
+LintReport lint_policy(const Loader& loader, const PolicyPaths& paths);
+// Each file is checked as a top-level policy.d file (includes relative to its directory).
+LintReport lint_files(const Loader& loader, const std::vector<std::string>& files,
+                      const std::string& legacy_dir);
+
 // §1 name filter: regular-file check is the caller's; this checks the name only.
 bool is_policy_file_name(std::string_view name);
 // Characters allowed in a considered file name ([0-9a-z_.-]).
