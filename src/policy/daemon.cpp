@@ -274,7 +274,7 @@ void PolicyDaemon::handle_request(Client& c) {
             return;
         }
     }
-    log_decision(decision);
+    if (config_.log_decisions) log_decision(decision);
     notify_if_needed(decision, c.system.get());
     reply(fd, decision.answer);
 }

@@ -24,6 +24,8 @@ struct DaemonConfig {
     std::string gui_socket_path = "/etc/qubes-rpc/policy.EvalGUI";     // "" = disabled
     std::string system_info_file;                                      // "" = qubesd
     std::string ask_command;                                           // "" = deny asks
+    // One log line per decision (upstream logs each to syslog); benchmarks turn it off.
+    bool log_decisions = true;
     // A client that has not finished its request after this long is dropped.
     std::chrono::milliseconds client_timeout{60000};
 };

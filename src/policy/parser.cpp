@@ -682,7 +682,8 @@ LintReport lint_policy(const Loader& loader, const PolicyPaths& paths) {
         }
     }
     FileParser parser(ctx, report.rules);
-    for (const auto& [name, path] : merged) {
+    for (const auto& entry : merged) {
+        const std::string& path = entry.second; // (clang 14: no lambda capture of bindings)
         std::string error;
         auto text = loader.read_file(path, &error);
         if (!text) {
