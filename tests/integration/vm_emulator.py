@@ -160,6 +160,8 @@ class MsgSocket:
                 continue
             except BlockingIOError:
                 pass
+            except (BrokenPipeError, ConnectionResetError):
+                raise PeerClosed()
             _, w, _ = select.select([], [self.sock], [], deadline.left())
             if not w and deadline.expired():
                 raise AssertionError("timeout sending to the peer (is it reading?)")
@@ -709,10 +711,12 @@ class VM:
             timeout=TIMEOUT, terminated=True):
         peer = self.call(cmdline, msg_type=msg_type, domain=domain)
         if msg_type == MSG_EXEC_CMDLINE:
-            if stdin:
-                peer.send_stdin(stdin)
-            if eof:
-                peer.send_msg(MSG_DATA_STDIN)
+            # The handler may legitimately be gone already (failure before spawn).
+            with contextlib.suppress(PeerClosed):
+                if stdin:
+                    peer.send_stdin(stdin)
+                if eof:
+                    peer.send_msg(MSG_DATA_STDIN)
         result = peer.collect(timeout)
         peer.close()
         if terminated:
@@ -876,3 +880,9 @@ def vm(request, make_vm):
     """A VM whose dom0 emulator speaks protocol `version` on both the control
     and the data vchans."""
     return make_vm(version=request.param)
+
+
+@pytest.fixture
+def vm4(make_vm):
+    """A VM at protocol 4 only (for tests where the version does not matter)."""
+    return make_vm(version=4)
