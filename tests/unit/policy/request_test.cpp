@@ -132,7 +132,8 @@ TEST(Explain, NamesDecidingRuleAndEarlierMismatches) {
     std::string text = explain_text(p, sys, req("work", "vault", "demo.Vault"));
     EXPECT_THAT(text, HasSubstr("10-demo.policy:1: qubes.Filecopy"));
     EXPECT_THAT(text, HasSubstr("no match: service demo.Vault is not qubes.Filecopy"));
-    EXPECT_THAT(text, HasSubstr("decision: deny\ndecided by: /etc/qubes/policy.d/10-demo.policy:7"));
+    EXPECT_THAT(text,
+                HasSubstr("decision: deny\ndecided by: /etc/qubes/policy.d/10-demo.policy:7"));
     EXPECT_THAT(text, HasSubstr("not running and autostart=no"));
     std::string ask = explain_text(p, sys, req("personal", "vault", "qubes.Filecopy"));
     EXPECT_THAT(ask, HasSubstr("decision: ask\n"));
