@@ -629,6 +629,10 @@ class VM:
 
     def close(self):
         failure = None
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         try:
             if self.agent and self.agent.poll() is None:
                 if self.check_leaks:
@@ -752,6 +756,8 @@ class VM:
 
 
 def communicate(proc, data=b"", timeout=TIMEOUT):
+    if proc.stdin and proc.stdin.closed:
+        proc.stdin = None
     try:
         out, err = proc.communicate(data, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -773,11 +779,13 @@ class Pattern:
         import random
         rnd = random.Random(seed)
         block = rnd.randbytes(self.PERIOD)
-        self.doubled = memoryview(block + block[:1 << 20])
+        self.MAX_SLICE = 2 * self.PERIOD
+        self.tripled = memoryview(block * 3)
 
     def slice(self, offset, size):
+        assert size <= self.MAX_SLICE
         start = offset % self.PERIOD
-        return self.doubled[start:start + size]
+        return self.tripled[start:start + size]
 
     def crc(self, total, step=1 << 20):
         crc = 0
