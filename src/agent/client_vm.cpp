@@ -251,7 +251,9 @@ int client_vm_main(int argc, char** argv) {
     }
     std::array<std::byte, kExecParamsSize> answer{};
     ssize_t got = io::read_all(agent.get(), answer);
-    if (got == 0) {
+    // The agent closes the connection to refuse (S6). If it rejected the request
+    // before reading all of it, the kernel reports that close as ECONNRESET.
+    if (got == 0 || (got < 0 && errno == ECONNRESET)) {
         std::fputs("Request refused\n", stderr);
         return kExitRefused;
     }
