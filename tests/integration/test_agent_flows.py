@@ -7,9 +7,11 @@ import struct
 
 import pytest
 
+import subprocess
+
 from vm_emulator import (MSG_DATA_EXIT_CODE, MSG_DATA_STDERR, MSG_DATA_STDIN, MSG_DATA_STDOUT,
                          MSG_JUST_EXEC, TIMEOUT, DataListener, is_root, make_vm,  # noqa: F401
-                         pid_alive, vm, wait_for)
+                         bin_path, pid_alive, vm, wait_for)
 
 
 def test_echo_service(vm):
@@ -443,3 +445,36 @@ def test_agent_dies_cleanly_when_dom0_goes_away(vm):
     vm.dom0.chan.close()
     assert vm.wait_exit() == 1
     assert pid_alive(vm.agent.pid) is False
+
+
+# ---------------------------------------------------------------- command line §2.1
+
+def run_agent(*args):
+    p = subprocess.run([bin_path("qrexec-agent")] + list(args), stdin=subprocess.DEVNULL,
+                       capture_output=True, timeout=TIMEOUT)
+    return p.returncode, p.stdout, p.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-h"], None), (["--help"], None), (["--bogus"], b"unrecognized option '--bogus'"),
+    (["-x"], b"invalid option -- 'x'"), (["-a"], b"option requires an argument -- 'a'"),
+])
+def test_agent_usage_exits_2(args, message):
+    code, out, err = run_agent(*args)
+    assert code == 2
+    assert b"usage: " in err
+    if message:
+        assert message in err
+
+
+@pytest.mark.parametrize("form", ["short", "long-separate", "abbrev"])
+def test_agent_option_forms_and_positionals_ignored(make_vm, form):
+    vm = make_vm(start=False)
+    sock = vm.agent_socket
+    args = {"short": [f"-a{sock}", "-S", "ignored-positional"],
+            "long-separate": ["--agent-socket", sock, "ignored", "--no-fork-server"],
+            "abbrev": ["--agent-sock", sock, "--no-f"]}[form]
+    vm.agent_args = args
+    vm.start()
+    vm.add_service("test.Echo", "echo ok\n")
+    assert vm.run(vm.service_cmd("test.Echo+")).stdout == b"ok\n"
