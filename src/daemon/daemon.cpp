@@ -122,7 +122,10 @@ Daemon::Daemon(io::EventLoop& loop, DaemonConfig config,
                std::unique_ptr<transport::Backend> backend)
     : loop_(loop), config_(std::move(config)), backend_(std::move(backend)), reaper_(loop),
       socket_(static_cast<int>(config_.settings.domid), config_.settings.domname, config_.uuid),
-      ports_(config_.settings.domid) {}
+      ports_(config_.settings.domid) {
+    if (config_.in_process)
+        policy_cache_ = std::make_unique<PolicyCache>(loop_, *config_.in_process);
+}
 
 Daemon::~Daemon() {
     shutting_down_ = true;

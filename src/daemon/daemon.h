@@ -5,6 +5,7 @@
 
 #include "daemon/async.h"
 #include "daemon/frame_buffer.h"
+#include "daemon/inprocess_policy.h"
 #include "daemon/port_allocator.h"
 #include "daemon/request.h"
 #include "io/event_loop.h"
@@ -54,6 +55,9 @@ struct DaemonConfig {
     RequestSettings settings;
     std::string uuid;
     std::string default_user = "user";
+    // --policy-in-process: evaluate with a cached policy instead of the
+    // policy socket / program.
+    std::optional<InProcessConfig> in_process;
 };
 
 class Daemon final : public RequestHost {
@@ -77,6 +81,7 @@ class Daemon final : public RequestHost {
     void request_refuse(Request& request) override;
     void keep_disposable(io::Fd connection, std::string name) override;
     void kill_disposable(std::string name) override;
+    const PolicyCache* policy_cache() const override { return policy_cache_.get(); }
 
   private:
     enum class ClientState { Hello, Cmdline, Running };
@@ -128,6 +133,7 @@ class Daemon final : public RequestHost {
     DaemonConfig config_;
     std::unique_ptr<transport::Backend> backend_;
     Reaper reaper_; // before requests_: destroyed after them (they hand children to it)
+    std::unique_ptr<PolicyCache> policy_cache_; // before requests_ (they evaluate with it)
     ClientSocket socket_;
     Watch listener_watch_;
     PortAllocator ports_;

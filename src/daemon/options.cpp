@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <string_view>
 #include <vector>
 
 namespace qrexec::daemon {
@@ -19,11 +20,13 @@ std::string usage_text(const std::string& program) {
            "  -D, --direct - run directly, do not daemonize, log to stderr\n"
            "  -u UUID, --uuid=UUID - domain UUID (mandatory)\n"
            "  --policy-socket=PATH - policy daemon socket (default /run/qubes/policy.sock)\n"
-           "  --qrexec-client=PATH - qrexec-client used for calls to dom0\n";
+           "  --qrexec-client=PATH - qrexec-client used for calls to dom0\n"
+           "  --policy-in-process - evaluate the policy inside the daemon (cached, reloaded\n"
+           "      on change; also QREXEC_POLICY_IN_PROCESS=1)\n";
 }
 
 namespace {
-enum LongOnly { kSocketDir = 256, kPolicySocket, kQrexecClient };
+enum LongOnly { kSocketDir = 256, kPolicySocket, kQrexecClient, kPolicyInProcess };
 }
 
 ParseOutcome parse_options(int argc, char* const argv[]) {
@@ -36,6 +39,7 @@ ParseOutcome parse_options(int argc, char* const argv[]) {
         {"uuid", required_argument, nullptr, 'u'},
         {"policy-socket", required_argument, nullptr, kPolicySocket},
         {"qrexec-client", required_argument, nullptr, kQrexecClient},
+        {"policy-in-process", no_argument, nullptr, kPolicyInProcess},
         {nullptr, 0, nullptr, 0},
     };
     ParseOutcome out;
@@ -69,6 +73,9 @@ ParseOutcome parse_options(int argc, char* const argv[]) {
         case kQrexecClient:
             options.qrexec_client = optarg;
             break;
+        case kPolicyInProcess:
+            options.policy_in_process = true;
+            break;
         default: // -h, unknown option, missing argument
             out.exit_code = 1;
             out.show_usage = true;
@@ -98,6 +105,12 @@ ParseOutcome parse_options(int argc, char* const argv[]) {
     if (positional == 3) options.default_user = args[static_cast<size_t>(optind) + 2];
     out.options = std::move(options);
     return out;
+}
+
+bool env_flag_enabled(const char* value) {
+    if (!value) return false;
+    std::string_view text(value);
+    return text == "1" || text == "yes" || text == "true";
 }
 
 int startup_timeout_seconds(const char* value) {

@@ -14,6 +14,7 @@ struct Options {
     std::string policy_program = "/usr/bin/qrexec-policy-exec";
     std::optional<std::string> policy_socket; // --policy-socket (extension)
     std::optional<std::string> qrexec_client; // --qrexec-client (extension)
+    bool policy_in_process = false;           // --policy-in-process (extension)
     std::string uuid;
     int domid = 0;
     std::string name;
@@ -31,6 +32,10 @@ struct ParseOutcome {
 // getopt_long based, like upstream (permutation, -pPATH, --opt=VAL, --opt VAL).
 ParseOutcome parse_options(int argc, char* const argv[]);
 std::string usage_text(const std::string& program);
+
+// A boolean environment switch (QREXEC_POLICY_IN_PROCESS): "1", "yes" or
+// "true" turn it on; unset, empty or anything else leaves it off.
+bool env_flag_enabled(const char* value);
 
 // QREXEC_STARTUP_TIMEOUT: seconds, default 60; non-positive or invalid -> 60.
 int startup_timeout_seconds(const char* value);

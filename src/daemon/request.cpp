@@ -45,6 +45,10 @@ std::string Request::describe() const {
 }
 
 void Request::start() {
+    if (const PolicyCache* cache = host_.policy_cache()) {
+        evaluate_in_process(*cache);
+        return;
+    }
     ask_policy_socket();
 }
 
@@ -133,6 +137,27 @@ void Request::on_policy_program(ProgramRun::Result result) {
         return;
     }
     decide(parse, "policy program");
+}
+
+void Request::evaluate_in_process(const PolicyCache& cache) {
+    stage_ = Stage::PolicyInProcess;
+    // Long enough for an ask prompt (the ask command has its own, shorter bound).
+    arm(settings_.timeouts.policy, "the in-process policy");
+    evaluation_ = std::make_unique<PolicyEvaluation>(
+        host_.loop(), cache, query_, describe(),
+        [this](std::string reply) { on_in_process_reply(reply); });
+    evaluation_->run(); // may answer at once (no I/O for allow/deny)
+}
+
+void Request::on_in_process_reply(const std::string& reply) {
+    // The same strict parser as the socket and program answers, so that both
+    // paths act on exactly the same PolicyDecision.
+    auto parse = parse_policy_reply(reply);
+    if (!parse.decision) {
+        refuse("malformed reply from the in-process policy: " + parse.error);
+        return;
+    }
+    decide(parse, "in-process policy");
 }
 
 void Request::decide(const PolicyParse& parse, const char* from) {

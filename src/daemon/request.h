@@ -1,11 +1,13 @@
 // One VM-initiated request (DAEMON.md §5), driven asynchronously by the
-// daemon's event loop: policy daemon socket -> (fallback) policy program ->
+// daemon's event loop: policy daemon socket -> (fallback) policy program, or
+// the in-process policy (--policy-in-process) ->
 // act on "allow" (target daemon call / qrexec-client for dom0 / qubesd for
 // autostart and disposables). Every wait has a deadline; any failure ends in
 // a refusal with a log line saying why.
 #pragma once
 
 #include "daemon/async.h"
+#include "daemon/inprocess_policy.h"
 #include "daemon/options.h"
 #include "daemon/policy.h"
 #include "daemon/port_allocator.h"
@@ -46,6 +48,8 @@ class RequestHost {
     // that daemon closes it, then kill the disposable.
     virtual void keep_disposable(io::Fd connection, std::string name) = 0;
     virtual void kill_disposable(std::string name) = 0;
+    // --policy-in-process: the cached policy, or nullptr (policy socket/program).
+    virtual const PolicyCache* policy_cache() const { return nullptr; }
 };
 
 class Request {
@@ -69,12 +73,23 @@ class Request {
     std::string describe() const;
 
   private:
-    enum class Stage { Created, PolicySocket, PolicyProgram, Disposable, StartVm, Target, Dom0 };
+    enum class Stage {
+        Created,
+        PolicySocket,
+        PolicyProgram,
+        PolicyInProcess,
+        Disposable,
+        StartVm,
+        Target,
+        Dom0
+    };
 
     void ask_policy_socket();
     void on_policy_socket(UnixExchange::Result result);
     void run_policy_program();
     void on_policy_program(ProgramRun::Result result);
+    void evaluate_in_process(const PolicyCache& cache);
+    void on_in_process_reply(const std::string& reply);
     void decide(const PolicyParse& parse, const char* from);
     void create_disposable(const std::string& template_name);
     void on_disposable(UnixExchange::Result result);
@@ -103,6 +118,7 @@ class Request {
 
     std::unique_ptr<UnixExchange> exchange_;
     std::unique_ptr<ProgramRun> program_;
+    std::unique_ptr<PolicyEvaluation> evaluation_;
     std::unique_ptr<DaemonCall> call_;
     io::Child dom0_client_;
     Watch dom0_watch_;

@@ -143,6 +143,17 @@ int serve(const Options& options, io::Fd& status_pipe, int timeout_seconds, bool
     settings.timeouts = timeouts_from_environment(env("QREXEC_REQUEST_TIMEOUT"));
     config.uuid = options.uuid;
     config.default_user = options.default_user;
+    if (options.policy_in_process || env_flag_enabled(env("QREXEC_POLICY_IN_PROCESS"))) {
+        config.in_process = InProcessConfig::from_env();
+        const auto& in_process = *config.in_process;
+        std::string dirs;
+        for (const auto& dir : in_process.paths.dirs)
+            dirs += (dirs.empty() ? "" : ":") + dir;
+        QLOG("evaluating the policy in-process: policy {}, system info {}, ask command {}", dirs,
+             in_process.system_info_file.empty() ? "from qubesd (" + in_process.qubesd_socket + ")"
+                                                 : in_process.system_info_file,
+             in_process.ask_command.empty() ? "none (asks are denied)" : in_process.ask_command);
+    }
 
     auto backend = transport::default_backend();
     int timeout_ms = nowait ? -1 : timeout_seconds * 1000;

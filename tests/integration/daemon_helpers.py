@@ -32,19 +32,29 @@ MSG_HELLO = 0x300
 DEFAULT_TIMEOUT = 10.0
 
 
-def bin_path(name):
+def find_bin(name):
+    """$QREXEC_BIN_DIR is a build dir (apps/<name>/<name>) or an install
+    prefix's bin (<name>); None when the binary is in neither place."""
     base = os.environ.get("QREXEC_BIN_DIR")
     if not base:
+        return None
+    for path in (os.path.join(base, "apps", name, name), os.path.join(base, name)):
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def bin_path(name):
+    if not os.environ.get("QREXEC_BIN_DIR"):
         pytest.skip("QREXEC_BIN_DIR not set")
-    path = os.path.join(base, "apps", name, name)
-    if not os.access(path, os.X_OK):
+    path = find_bin(name)
+    if not path:
         pytest.skip(f"{name} not built")
     return path
 
 
 def have_bin(name):
-    base = os.environ.get("QREXEC_BIN_DIR")
-    return bool(base) and os.access(os.path.join(base, "apps", name, name), os.X_OK)
+    return find_bin(name) is not None
 
 
 def wait_for(predicate, timeout=DEFAULT_TIMEOUT, what="condition"):
@@ -57,6 +67,18 @@ def wait_for(predicate, timeout=DEFAULT_TIMEOUT, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.01)
+
+
+def wait_log(daemon, text, timeout=DEFAULT_TIMEOUT, count=1):
+    """Waits until `text` appears `count` times in the daemon's log; returns the log."""
+    try:
+        wait_for(lambda: daemon.log().count(text) >= count or daemon.proc.poll() is not None,
+                 timeout, f"{text!r} in the log of daemon {daemon.name}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; log:\n{daemon.log()}") from None
+    log = daemon.log()
+    assert log.count(text) >= count, log
+    return log
 
 
 def frame(msg_type, payload=b""):
