@@ -36,23 +36,24 @@ int report_failure_before_spawn(transport::Channel& channel, int code) {
     return code;
 }
 
-[[noreturn]] void exec_prepared(const CallRequest& request, const services::PreparedCall& call) {
+// Runs in the spawned child. `handler_pid` is the per-call handler (the process
+// that reacts to SIGUSR1, AGENT.md §6), i.e. the child's parent, not the child.
+[[noreturn]] void exec_prepared(const CallRequest& request, const services::PreparedCall& call,
+                                pid_t handler_pid) {
     const auto& command = *request.command;
     if (request.run_as == RunAs::RequestedUser)
-        services::exec_call_as_user(command, call, request.user, getpid());
+        services::exec_call_as_user(command, call, request.user, handler_pid);
     if (call.kind == services::CallKind::Executable)
         services::exec_service(call.path, command, services::ExecStyle::Direct);
     const char* shell = std::getenv("SHELL");
-    services::exec_shell_command_argv0(command.command, shell && *shell ? shell : "/bin/sh",
-                                       "sh");
+    services::exec_shell_command_argv0(command.command, shell && *shell ? shell : "/bin/sh", "sh");
 }
 
 int run_just_exec(transport::Channel& channel, const CallRequest& request) {
     int code = kExitProblem;
     if (request.command && !request.config_failed) {
-        auto prepared = services::prepare_call(*request.command,
-                                               services::SearchPaths::from_environment(),
-                                               request.config);
+        auto prepared = services::prepare_call(
+            *request.command, services::SearchPaths::from_environment(), request.config);
         if (!prepared.ok()) {
             code = prepared.failure;
         } else if (prepared.call->kind == services::CallKind::Socket ||
@@ -61,10 +62,11 @@ int run_just_exec(transport::Channel& channel, const CallRequest& request) {
         } else {
             io::Fd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
             int err_fd = request.command->is_service ? 2 : null_fd.get();
+            pid_t handler_pid = getpid();
             auto child = io::spawn({null_fd.get(), null_fd.get(), err_fd}, [&]() -> int {
                 io::close_fds_from(3);
                 setsid();
-                exec_prepared(request, *prepared.call);
+                exec_prepared(request, *prepared.call, handler_pid);
             });
             child.detach(); // runs on; only the spawn is reported
             code = 0;
@@ -77,9 +79,8 @@ int run_just_exec(transport::Channel& channel, const CallRequest& request) {
 int run_exec_cmdline(transport::Channel& channel, uint32_t version, const CallRequest& request) {
     if (!request.command || request.config_failed)
         return report_failure_before_spawn(channel, kExitProblem);
-    auto prepared = services::prepare_call(*request.command,
-                                           services::SearchPaths::from_environment(),
-                                           request.config);
+    auto prepared = services::prepare_call(
+        *request.command, services::SearchPaths::from_environment(), request.config);
     if (!prepared.ok()) return report_failure_before_spawn(channel, prepared.failure);
     auto& call = *prepared.call;
 
@@ -100,12 +101,13 @@ int run_exec_cmdline(transport::Channel& channel, uint32_t version, const CallRe
     auto stdin_pair = io::make_socketpair();
     auto stdout_pair = io::make_socketpair();
     auto stderr_pipe = io::make_pipe();
-    auto child = io::spawn(
-        {stdin_pair.second.get(), stdout_pair.second.get(), stderr_pipe.second.get()},
-        [&]() -> int {
-            io::close_fds_from(3);
-            exec_prepared(request, call);
-        });
+    pid_t handler_pid = getpid();
+    auto child =
+        io::spawn({stdin_pair.second.get(), stdout_pair.second.get(), stderr_pipe.second.get()},
+                  [&]() -> int {
+                      io::close_fds_from(3);
+                      exec_prepared(request, call, handler_pid);
+                  });
     config.output = {stdin_pair.first.release(), stream::CloseMethod::Shutdown};
     config.input = {stdout_pair.first.release(), stream::CloseMethod::Shutdown};
     config.error = {stderr_pipe.first.release(), stream::CloseMethod::Close};

@@ -478,3 +478,13 @@ def test_agent_option_forms_and_positionals_ignored(make_vm, form):
     vm.start()
     vm.add_service("test.Echo", "echo ok\n")
     assert vm.run(vm.service_cmd("test.Echo+")).stdout == b"ok\n"
+
+
+def test_agent_pid_is_the_per_call_handler(vm):
+    """QREXEC_AGENT_PID names the per-call handler, a direct child of the agent
+    (also when the service runs through PAM as root, where an intermediate
+    process sits between the handler and the service)."""
+    vm.add_service("test.Pid", "cut -d' ' -f4 /proc/$QREXEC_AGENT_PID/stat\n")
+    result = vm.run(vm.service_cmd("test.Pid+"))
+    result.check_service_sequence(code=0)
+    assert result.stdout == f"{vm.agent.pid}\n".encode()
