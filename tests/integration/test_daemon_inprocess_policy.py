@@ -2,6 +2,7 @@
 with a cached policy reloaded on inotify events. Real qrexec-daemon binaries
 with fake agents (and, at the end, the real agent + qrexec-client-vm)."""
 
+import concurrent.futures
 import getpass
 import json
 import os
@@ -347,6 +348,17 @@ def test_vm_to_vm_with_real_agent_and_client_vm(qenv, pol):
         assert r.returncode == 126 and b"Request refused" in r.stderr
         assert "policy deny at " in work.daemon.log()
         assert qenv.policy_calls() == []
+        # Parallel calls: all answered, and nothing leaks in the daemons.
+        base = (work.daemon.fd_count(), vault.daemon.fd_count())
+
+        def one(i):
+            r = work.call("vault", "qubes.Echo", f"call {i}\n".encode())
+            return r.returncode == 0 and r.stdout == f"from=work\ncall {i}\n".encode()
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            assert all(pool.map(one, range(100)))
+        wait_for(lambda: (work.daemon.fd_count(), vault.daemon.fd_count()) == base,
+                 timeout=30, what=f"fd counts back to {base}")
     finally:
         for vm in vms:
             vm.stop()
