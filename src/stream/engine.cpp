@@ -138,6 +138,7 @@ private:
     Direction input_, output_, error_;
     io::Fd sigusr1_fd_;
     bool switched_to_single_socket_ = false;
+    io::Fd reserved_output_; // `output` after its write side was shut down
 
     std::vector<std::byte> recv_buf_;
     size_t recv_start_ = 0, recv_end_ = 0;
@@ -182,6 +183,13 @@ void Engine::end_direction(Direction& dir, int how) {
     if (dir.method == CloseMethod::Shutdown) ::shutdown(fd, how);
     if (still_used) return;
     if (registered_.erase(fd)) loop_.unwatch(fd);
+    if (&dir == &output_ && config_.single_socket_on_sigusr1 && !switched_to_single_socket_ &&
+        dir.method == CloseMethod::Shutdown) {
+        // Only shut down: a later SIGUSR1 still switches to reading the program's
+        // output from this socket (S5, also after STDIN EOF).
+        reserved_output_ = io::Fd(fd);
+        return;
+    }
     std::erase_if(always_ready_, [fd](auto& entry) { return entry.first == fd; });
     if (auto it = saved_flags_.find(fd); it != saved_flags_.end()) {
         fcntl(fd, F_SETFL, it->second);
@@ -434,8 +442,9 @@ void Engine::on_sigusr1() {
     switched_to_single_socket_ = true;
     // From now on the program's output is read from the socket that carries its
     // input (config.output, which stays ours even after its write side was shut).
-    int shared = config_.output.fd;
+    int shared = output_.open() ? output_.fd : reserved_output_.get();
     if (shared < 0 || !input_.open()) return;
+    if (shared == reserved_output_.get()) (void)reserved_output_.release(); // now input_'s
     int old = input_.fd;
     ::shutdown(old, SHUT_RD);
     input_.fd = -1;

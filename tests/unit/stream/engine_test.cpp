@@ -182,3 +182,19 @@ TEST(Engine, FilterReplacesControlBytes) {
     stream::filter_control_chars(bytes);
     EXPECT_EQ(text, "a_[31mb\tc\n___");
 }
+
+// S5: SIGUSR1 still switches output reading to the stdin socket when STDIN EOF
+// was delivered (and the socket shut down for writing) before the signal.
+TEST(Engine, SingleSocketSwitchAfterStdinEof) {
+    stream::block_sigusr1(); // before any thread exists, as the handler does
+    auto pair = io::make_socketpair();
+    auto channel = transport::make_socket_channel(std::move(pair.first));
+    auto service = spawn_service("cat >/dev/null; kill -USR1 $PPID; echo after-eof >&0");
+    service.config.single_socket_on_sigusr1 = true;
+    send_frame(pair.second.get(), MSG_DATA_STDIN, "data");
+    send_frame(pair.second.get(), MSG_DATA_STDIN, "");
+    auto result = stream::run_engine(*channel, std::move(service.config), &service.child);
+    auto frames = read_frames_until_exit(pair.second.get());
+    EXPECT_EQ(joined(frames, MSG_DATA_STDOUT), "after-eof\n");
+    EXPECT_EQ(result.exit_code, 0);
+}
