@@ -294,6 +294,9 @@ class DataPeer(MsgSocket):
 
     def __init__(self, sock, version):
         super().__init__(sock)
+        # Like the engine's vchan sockets: room for a few hundred KiB in flight.
+        for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            sock.setsockopt(socket.SOL_SOCKET, opt, 1 << 20)
         self.version = version
         self.chunk = max_chunk(version)
         self.peer_version = None
@@ -836,21 +839,20 @@ def pump_duplex(peer, total, out_type, in_type, pattern, timeout=60.0, eof=True)
                 peer.eof = True
             elif data:
                 buf += data
-                view = memoryview(buf)
                 off = 0
-                while len(view) - off >= 8:
-                    t, length = struct.unpack_from("<II", view, off)
-                    if len(view) - off < 8 + length:
-                        break
-                    assert length <= chunk, f"chunk {length} > {chunk}"
-                    payload = view[off + 8:off + 8 + length]
-                    if t == in_type and length:
-                        crc = zlib.crc32(payload, crc)
-                        got += length
-                    else:
-                        others.append((t, payload.tobytes()))
-                    off += 8 + length
-                view.release()
+                with memoryview(buf) as view:
+                    while len(view) - off >= 8:
+                        t, length = struct.unpack_from("<II", view, off)
+                        if len(view) - off < 8 + length:
+                            break
+                        assert length <= chunk, f"chunk {length} > {chunk}"
+                        start = off + 8
+                        if t == in_type and length:
+                            crc = zlib.crc32(view[start:start + length], crc)
+                            got += length
+                        else:
+                            others.append((t, bytes(view[start:start + length])))
+                        off = start + length
                 del buf[:off]
                 if any(t == MSG_DATA_EXIT_CODE for t, _ in others):
                     break
