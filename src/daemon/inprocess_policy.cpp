@@ -264,8 +264,7 @@ void PolicyEvaluation::evaluate() {
         return;
     }
     const std::string& command = cache_.config().ask_command;
-    QLOG("{}: policy ask at {} ({}); {}", what_, decision_location(decision, *policy_),
-         decision.reason,
+    QLOG("{}: policy ask at {}; {}", what_, decision_location(decision, *policy_),
          command.empty() ? "no ask command configured, denying" : "running the ask command");
     if (command.empty()) {
         finish(policy::answer_ask(decision, *system_, std::nullopt), "ask: ");
@@ -291,8 +290,11 @@ void PolicyEvaluation::on_ask_answer(std::optional<std::string> choice) {
 void PolicyEvaluation::finish(const policy::Decision& decision, const char* how) {
     if (finished_) return;
     finished_ = true;
-    QLOG("{}: {}policy {} at {} ({})", what_, how, outcome_name(decision.outcome),
-         decision_location(decision, *policy_), decision.reason);
+    std::string where = decision_location(decision, *policy_);
+    // "allowed by policy FILE:LINE" says nothing more than the location.
+    bool redundant = decision.reason.empty() || (decision.rule && decision.reason.ends_with(where));
+    QLOG("{}: {}policy {} at {}{}", what_, how, outcome_name(decision.outcome), where,
+         redundant ? std::string() : " (" + decision.reason + ")");
     // done_ may end the request (never destroys us synchronously).
     done_(decision.answer);
 }
