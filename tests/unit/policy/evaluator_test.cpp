@@ -14,7 +14,6 @@ class Example : public ::testing::Test {
     Policy policy = load_one(kDemoPolicy, "10-demo.policy");
     Decision eval(Request r) { return evaluate(policy, sys, r); }
     Decision eval(std::string s, std::string t, std::string svc) { return eval(req(s, t, svc)); }
-    static constexpr const char* kFile = "/etc/qubes/policy.d/10-demo.policy";
 };
 
 TEST_F(Example, PolicyLoads) {
