@@ -11,6 +11,7 @@
 #include "transport/vchan.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -149,6 +150,9 @@ CallRequest make_call_request(uint32_t type, uint32_t domain, uint32_t port,
 }
 
 int run_call_handler(const CallRequest& request) {
+    // io::spawn gave us default signal dispositions; a program that closed its
+    // stdin must give EPIPE (P§5.6), not kill the handler before its EXIT_CODE.
+    signal(SIGPIPE, SIG_IGN);
     auto backend = transport::default_backend();
     auto channel = backend->connect(static_cast<int>(request.connect_domain),
                                     static_cast<int>(request.connect_port), kDataConnectTimeoutMs);

@@ -119,6 +119,22 @@ def test_s1_buffer_flushed_before_peer_gone(vm):
 
 # ---------------------------------------------------------------- S2
 
+
+def test_s2_service_exits_without_reading_stdin(vm):
+    """A service that never reads its stdin while the caller pushes 8 MiB:
+    the call ends with the service's status; the unread data is discarded
+    (no hang on either side)."""
+    vm.add_service("test.S2", "echo bye; exit 6\n")
+    peer = vm.call(vm.service_cmd("test.S2+"))
+    got, crc, others = pump_duplex(peer, 8 << 20, MSG_DATA_STDIN, MSG_DATA_STDOUT,
+                                   Pattern(seed=2), timeout=30)
+    assert (got, crc) == (4, zlib.crc32(b"bye\n"))
+    result = peer.collect()
+    messages = others + result.messages
+    assert messages[-1] == (MSG_DATA_EXIT_CODE, struct.pack("<i", 6))
+    vm.dom0.expect_terminated(0, peer.port)
+
+
 def test_s2_child_stdin_closed_when_caller_disappears(vm):
     marker = vm.path("eof-seen")
     vm.add_service("test.S2", f"echo $$; cat > /dev/null; echo eof > {marker}\n")

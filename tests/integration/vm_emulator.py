@@ -830,6 +830,11 @@ def pump_duplex(peer, total, out_type, in_type, pattern, timeout=60.0, eof=True)
                 pending = pending[n:]
             except BlockingIOError:
                 pass
+            except (BrokenPipeError, ConnectionResetError):
+                # The far end finished without reading everything: stop sending.
+                pending = memoryview(b"")
+                sent = total
+                eof_sent = True
         if r:
             try:
                 data = sock.recv(4 << 20)
