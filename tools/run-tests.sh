@@ -8,4 +8,4 @@ BUILD=${BUILD:-build}
 ninja -C "$BUILD"
 cmake --install "$BUILD" --prefix "$BUILD/install" >/dev/null
 cd "$BUILD"
-ctest --output-on-failure --timeout 1500
+ctest --output-on-failure -j2

@@ -93,13 +93,19 @@ bool ClientSocket::create() {
         QLOG_ERRNO("unlink({}) failed", socket_name_);
         return false;
     }
+    // Bind and listen under a temporary name, then rename into place: whoever sees
+    // qrexec.<domid> appear can connect at once (no window between bind and listen).
+    std::string temp_name = socket_name_ + ".new." + std::to_string(::getpid());
+    ::unlink(temp_name.c_str());
     io::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, socket_name_.c_str(), socket_name_.size() + 1);
+    std::memcpy(addr.sun_path, temp_name.c_str(), temp_name.size() + 1);
     if (!fd || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::listen(fd.get(), kListenBacklog) != 0) {
+        ::listen(fd.get(), kListenBacklog) != 0 ||
+        ::rename(temp_name.c_str(), socket_name_.c_str()) != 0) {
         QLOG_ERRNO("cannot create socket {}", socket_name_);
+        ::unlink(temp_name.c_str());
         return false;
     }
     listener_ = std::move(fd);

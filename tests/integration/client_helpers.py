@@ -23,6 +23,8 @@ import time
 
 import pytest
 
+import binaries
+
 MSG_DATA_STDIN = 0x190
 MSG_DATA_STDOUT = 0x191
 MSG_DATA_STDERR = 0x192
@@ -36,13 +38,7 @@ TIMEOUT = 10.0
 
 
 def client_bin():
-    base = os.environ.get("QREXEC_BIN_DIR")
-    if not base:
-        pytest.skip("QREXEC_BIN_DIR not set")
-    path = os.path.join(base, "apps", "qrexec-client", "qrexec-client")
-    if not os.access(path, os.X_OK):
-        pytest.skip("qrexec-client not built")
-    return path
+    return binaries.binary("qrexec-client")
 
 
 def wait_for(predicate, timeout=TIMEOUT, what="condition"):

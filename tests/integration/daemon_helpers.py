@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+import binaries
+
 MSG_DATA_STDIN = 0x190
 MSG_DATA_STDOUT = 0x191
 MSG_DATA_STDERR = 0x192
@@ -35,22 +37,11 @@ DEFAULT_TIMEOUT = 10.0
 def find_bin(name):
     """$QREXEC_BIN_DIR is a build dir (apps/<name>/<name>) or an install
     prefix's bin (<name>); None when the binary is in neither place."""
-    base = os.environ.get("QREXEC_BIN_DIR")
-    if not base:
-        return None
-    for path in (os.path.join(base, "apps", name, name), os.path.join(base, name)):
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    return None
+    return binaries.find_binary(name)
 
 
 def bin_path(name):
-    if not os.environ.get("QREXEC_BIN_DIR"):
-        pytest.skip("QREXEC_BIN_DIR not set")
-    path = find_bin(name)
-    if not path:
-        pytest.skip(f"{name} not built")
-    return path
+    return binaries.binary(name)
 
 
 def have_bin(name):

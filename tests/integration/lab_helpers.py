@@ -3,8 +3,8 @@
 The lab is driven as a user would: `qrexec-lab` subprocesses, real sockets, a
 temporary state dir per test. Two kinds of component binaries are used:
 
-* the real ones from the build dir ($QREXEC_BIN_DIR/apps/<name>/<name>); tests
-  needing them are skipped when one is missing;
+* the real ones from $QREXEC_BIN_DIR (see binaries.py); a missing one fails
+  the test;
 * tiny fake components (written by `write_fakes`) that only create the sockets
   the lab waits for and stop on SIGTERM: they test the supervision itself
   (up/status/down, a component dying) independently of the other rooms.
@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
+import binaries
+
 REPO = Path(__file__).resolve().parents[2]
-BIN_DIR = Path(os.environ.get("QREXEC_BIN_DIR", REPO / "build"))
 COMPONENTS = [
     "qrexec-agent",
     "qrexec-daemon",
@@ -33,24 +34,21 @@ COMPONENTS = [
 
 
 def binary(name):
-    return BIN_DIR / "apps" / name / name
+    return Path(binaries.binary(name))
 
 
 def lab_binary():
-    path = binary("qrexec-lab")
-    if not path.exists():
-        pytest.skip(f"{path} not built")
-    return path
+    return binary("qrexec-lab")
 
 
 def missing_components(names=COMPONENTS):
-    return [n for n in names if not binary(n).exists()]
+    return [n for n in names if binaries.find_binary(n) is None]
 
 
 def require_real_components(names=COMPONENTS):
     missing = missing_components(names)
     if missing:
-        pytest.skip("not built yet: " + " ".join(missing))
+        pytest.fail("missing binaries: " + " ".join(missing))
 
 
 FAKE = r'''#!/usr/bin/python3
@@ -148,7 +146,7 @@ class Lab:
         if bin_dir is not None:
             self.env["QREXEC_LAB_BIN_DIR"] = str(bin_dir)
         else:
-            self.env["QREXEC_LAB_BIN_DIR"] = str(BIN_DIR)
+            self.env["QREXEC_LAB_BIN_DIR"] = str(binaries.bin_dir())
         self.up_done = False
 
     def run(self, *args, input=None, timeout=60, check=False):

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+import binaries
+
 TIMEOUT = 10.0
 
 SYSTEM = {
@@ -47,13 +49,7 @@ demo.Vault      *       @anyvm        vault      allow autostart=no
 
 
 def binary(name):
-    base = os.environ.get("QREXEC_BIN_DIR")
-    if not base:
-        pytest.skip("QREXEC_BIN_DIR not set")
-    path = os.path.join(base, "apps", name, name)
-    if not os.access(path, os.X_OK):
-        pytest.skip(f"{name} not built")
-    return path
+    return binaries.binary(name)
 
 
 class PolicyTree:

@@ -12,7 +12,7 @@ import pytest
 
 from daemon_helpers import (
     MSG_EXEC_CMDLINE, MSG_SERVICE_CONNECT, MSG_SERVICE_REFUSED, QubesdServer, exec_params,
-    have_bin, ident_bytes, qenv, trigger3, trigger4, wait_for, wait_log,
+    bin_path, have_bin, ident_bytes, qenv, trigger3, trigger4, wait_for, wait_log,
     write_fake_qrexec_client)  # noqa: F401
 
 IN_PROCESS = ["--policy-in-process"]
@@ -327,8 +327,7 @@ def test_env_switch_and_system_info_from_qubesd(qenv, pol):
 
 def test_vm_to_vm_with_real_agent_and_client_vm(qenv, pol):
     for name in ("qrexec-agent", "qrexec-client-vm"):
-        if not have_bin(name):
-            pytest.skip(f"{name} not built")
+        bin_path(name)  # fails the test when missing
     from test_daemon_e2e import RealVm, write_service
     services = os.path.join(qenv.root, "vm-rpc")
     write_service(services, "qubes.Echo", 'echo "from=$QREXEC_REMOTE_DOMAIN"; cat')
