@@ -318,6 +318,12 @@ class DataPeer(MsgSocket):
             self.send_msg(msg_type, view[off:off + chunk].tobytes(), timeout)
 
     def send_stdin(self, data, eof=False, chunk=None):
+        chunk = chunk or self.chunk
+        if eof and len(data) <= chunk:
+            # One write: a service that exits after reading the data may end the
+            # call before a separately sent EOF could be written.
+            self.send(frame(MSG_DATA_STDIN, data) + frame(MSG_DATA_STDIN))
+            return
         self.send_data(MSG_DATA_STDIN, data, chunk)
         if eof:
             self.send_msg(MSG_DATA_STDIN)
@@ -592,8 +598,18 @@ class VM:
             self.baseline()
 
     def baseline(self):
-        # Settle: the agent is idle once its trigger socket exists.
-        self.base_fds = fd_count(self.agent.pid)
+        # The agent is in its loop (and idle) once its epoll and signalfd exist;
+        # the trigger socket appears a little earlier.
+        pid = self.agent.pid
+
+        def in_loop():
+            links = set()
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    links.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            return {"anon_inode:[eventpoll]", "anon_inode:[signalfd]"} <= links
+        wait_for(in_loop, what="agent main loop")
+        self.base_fds = fd_count(pid)
 
     def start_fork_server(self):
         path = self.fs_template.replace("%s", self.user)
