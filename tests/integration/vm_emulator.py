@@ -72,7 +72,8 @@ def bin_path(name):
                       os.path.join(base, "bin", name)):
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
-    pytest.skip(f"{name} not built in {base}")
+    # A missing binary is a failure, not a skip (the suite must be able to fail).
+    pytest.fail(f"{name} not found in {base} (bin dir or build tree)")
 
 
 def current_user():
