@@ -6,24 +6,6 @@
 
 namespace qrexec::policy {
 
-void append_policy_dirs(std::vector<std::string>& dirs, const std::string& value) {
-    size_t start = 0;
-    while (start <= value.size()) {
-        auto colon = value.find(':', start);
-        std::string part =
-            value.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
-        if (!part.empty()) dirs.push_back(part);
-        if (colon == std::string::npos) break;
-        start = colon + 1;
-    }
-}
-
-PolicyPaths policy_paths_from(const std::vector<std::string>& option_dirs) {
-    PolicyPaths paths = PolicyPaths::from_env();
-    if (!option_dirs.empty()) paths.dirs = option_dirs;
-    return paths;
-}
-
 void log_decision(const Decision& d) {
     std::string what = d.service + d.argument + ": " + d.source + " -> " +
                        (d.target.empty() ? "@default" : d.target);

@@ -576,20 +576,23 @@ std::vector<std::string> PolicyPaths::default_dirs() {
     return {"/run/qubes/policy.d", "/etc/qubes/policy.d"};
 }
 
+std::vector<std::string> split_dir_list(std::string_view list) {
+    std::vector<std::string> dirs;
+    while (!list.empty()) {
+        auto colon = list.find(':');
+        std::string_view part = list.substr(0, colon);
+        if (!part.empty()) dirs.emplace_back(part);
+        if (colon == std::string_view::npos) break;
+        list.remove_prefix(colon + 1);
+    }
+    return dirs;
+}
+
 PolicyPaths PolicyPaths::from_env() {
     PolicyPaths paths;
     paths.dirs = default_dirs();
-    if (const char* env = std::getenv("QREXEC_POLICY_DIR"); env && *env) {
-        paths.dirs.clear();
-        std::string_view rest = env;
-        while (!rest.empty()) {
-            auto colon = rest.find(':');
-            std::string_view part = rest.substr(0, colon);
-            if (!part.empty()) paths.dirs.emplace_back(part);
-            if (colon == std::string_view::npos) break;
-            rest.remove_prefix(colon + 1);
-        }
-    }
+    if (const char* env = std::getenv("QREXEC_POLICY_DIR"); env && *env)
+        paths.dirs = split_dir_list(env);
     if (const char* env = std::getenv("QREXEC_LEGACY_POLICY_DIR"); env && *env)
         paths.legacy_dir = env;
     return paths;

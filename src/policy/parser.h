@@ -93,6 +93,10 @@ struct PolicyPaths {
     static PolicyPaths from_env();
 };
 
+// A colon-separated directory list (QREXEC_POLICY_DIR, --policy-dir); empty parts are
+// skipped.
+std::vector<std::string> split_dir_list(std::string_view list);
+
 struct Policy {
     std::vector<Rule> rules;
     // Set when loading failed: every request is then denied.
