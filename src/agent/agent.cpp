@@ -5,6 +5,7 @@
 #include "io/fd.h"
 #include "io/log.h"
 #include "io/process.h"
+#include "io/unix_socket.h"
 #include "protocol/messages.h"
 #include "services/lookup.h"
 #include "services/session.h"
@@ -79,25 +80,6 @@ std::optional<int> parse_options(int argc, char** argv, Options& opts) {
         }
     }
     return std::nullopt;
-}
-
-io::Fd listen_unix(const std::string& path, int backlog) {
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (path.size() >= sizeof addr.sun_path) {
-        errno = ENAMETOOLONG;
-        return {};
-    }
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    ::unlink(path.c_str());
-    io::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    if (!fd) return {};
-    // Any local user may call: the socket is world-writable (AGENT.md §2.3 step 4).
-    mode_t old = umask(0);
-    int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    umask(old);
-    if (rc != 0 || ::listen(fd.get(), backlog) != 0) return {};
-    return fd;
 }
 
 void notify_systemd_ready() {
@@ -617,7 +599,8 @@ int agent_main(int argc, char** argv) {
         return 1;
     }
 
-    io::Fd trigger = listen_unix(opts.agent_socket, 5);
+    // Any local user may call: the socket is world-writable (AGENT.md §2.3 step 4).
+    io::Fd trigger = io::listen_unix(opts.agent_socket, {.backlog = 5, .nonblocking = true, .bind_umask = 0});
     if (!trigger) {
         QLOG_ERRNO("cannot listen on {}", opts.agent_socket);
         return 1;

@@ -4,6 +4,7 @@
 #include "io/fd.h"
 #include "io/log.h"
 #include "io/process.h"
+#include "io/unix_socket.h"
 #include "protocol/messages.h"
 #include "services/command.h"
 
@@ -27,20 +28,9 @@ using namespace qrexec::protocol;
 constexpr uint32_t kMaxCmdlineLen = kMaxQrexecCmdLen + 1;
 
 io::Fd create_socket(const std::string& path) {
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (path.size() >= sizeof addr.sun_path) {
-        QLOG("socket path too long: {}", path);
-        return {};
-    }
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    ::unlink(path.c_str());
-    io::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!fd || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::listen(fd.get(), 5) != 0) {
-        QLOG_ERRNO("cannot listen on {}", path);
-        return {};
-    }
+    // File mode from the process umask (AGENT.md §8); blocking accept loop.
+    io::Fd fd = io::listen_unix(path, {.backlog = 5, .nonblocking = false, .bind_umask = std::nullopt});
+    if (!fd) QLOG_ERRNO("cannot listen on {}", path);
     return fd;
 }
 

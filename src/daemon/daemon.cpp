@@ -1,6 +1,7 @@
 #include "daemon/daemon.h"
 
 #include "io/log.h"
+#include "io/unix_socket.h"
 #include "protocol/trigger.h"
 
 #include <signal.h>
@@ -93,19 +94,10 @@ bool ClientSocket::create() {
         QLOG_ERRNO("unlink({}) failed", socket_name_);
         return false;
     }
-    // Bind and listen under a temporary name, then rename into place: whoever sees
-    // qrexec.<domid> appear can connect at once (no window between bind and listen).
-    std::string temp_name = socket_name_ + ".new." + std::to_string(::getpid());
-    ::unlink(temp_name.c_str());
-    io::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, temp_name.c_str(), temp_name.size() + 1);
-    if (!fd || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::listen(fd.get(), kListenBacklog) != 0 ||
-        ::rename(temp_name.c_str(), socket_name_.c_str()) != 0) {
+    // World-accessible socket; the directory guards it. Usable once it exists.
+    io::Fd fd = io::listen_unix(socket_name_, {.backlog = kListenBacklog, .nonblocking = true, .bind_umask = 0});
+    if (!fd) {
         QLOG_ERRNO("cannot create socket {}", socket_name_);
-        ::unlink(temp_name.c_str());
         return false;
     }
     listener_ = std::move(fd);
