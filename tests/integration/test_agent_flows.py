@@ -56,7 +56,10 @@ def test_port_and_domain_echoed_unchecked(vm):
     back in CONNECTION_TERMINATED."""
     vm.add_service("test.Echo", "echo hi\n")
     peer = vm.call(vm.service_cmd("test.Echo+", source="work"), domain=9, port=40000)
-    peer.send_msg(MSG_DATA_STDIN)
+    try:
+        peer.send_msg(MSG_DATA_STDIN)
+    except BrokenPipeError:
+        pass  # the service may already have finished without reading its stdin
     result = peer.collect()
     result.check_service_sequence(code=0)
     vm.dom0.expect_terminated(9, 40000)
