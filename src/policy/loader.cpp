@@ -14,13 +14,14 @@ namespace {
 // A policy file larger than this is refused rather than read into memory.
 constexpr size_t kMaxPolicyFileSize = 16 * 1024 * 1024;
 
-std::string parent_of(const std::string& path) {
+} // namespace
+
+std::string parent_dir(const std::string& path) {
     auto slash = path.rfind('/');
     if (slash == std::string::npos) return ".";
     if (slash == 0) return "/";
     return path.substr(0, slash);
 }
-} // namespace
 
 PathKind FsLoader::kind(const std::string& path) const {
     struct stat st {};
@@ -70,13 +71,13 @@ std::optional<std::string> FsLoader::read_file(const std::string& path, std::str
 
 void MemoryLoader::add_file(const std::string& path, std::string content) {
     files_[path] = std::move(content);
-    for (std::string dir = parent_of(path); dirs_.insert(dir).second && dir != "/";)
-        dir = parent_of(dir);
+    for (std::string dir = parent_dir(path); dirs_.insert(dir).second && dir != "/";)
+        dir = parent_dir(dir);
 }
 
 void MemoryLoader::add_dir(const std::string& path) {
     for (std::string dir = path; dirs_.insert(dir).second && dir != "/";)
-        dir = parent_of(dir);
+        dir = parent_dir(dir);
 }
 
 PathKind MemoryLoader::kind(const std::string& path) const {

@@ -12,6 +12,10 @@ namespace qrexec::policy {
 
 enum class PathKind { Missing, File, Directory, Other };
 
+// The directory part of a path
+// ("a" -> ".", "/a" -> "/", "/a/b" -> "/a").
+std::string parent_dir(const std::string& path);
+
 class Loader {
   public:
     virtual ~Loader() = default;

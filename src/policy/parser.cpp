@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <functional>
 #include <map>
 
 namespace qrexec::policy {
@@ -122,20 +123,31 @@ bool allowed_in(TokenKind kind, Column column) {
     return false;
 }
 
-std::string dirname_of(const std::string& path) {
-    auto slash = path.rfind('/');
-    if (slash == std::string::npos) return ".";
-    if (slash == 0) return "/";
-    return path.substr(0, slash);
-}
-
 std::string resolve(const std::string& base_dir, const std::string& path) {
     if (!path.empty() && path[0] == '/') return path;
     return base_dir + "/" + path;
 }
 
-bool has_suffix(std::string_view s, std::string_view suffix) {
-    return s.ends_with(suffix);
+// A syntax error at `where` when there is one (a file named by a directive), else one
+// of no location (a top-level file or directory).
+[[noreturn]] void fail(const Location* where, const std::string& message) {
+    if (where) throw PolicySyntaxError(*where, message);
+    throw PolicySyntaxError(message);
+}
+
+void check_include_depth(const Location& where, int depth) {
+    if (depth > kMaxIncludeDepth)
+        throw PolicySyntaxError(where, "includes nested too deeply (include loop?)");
+}
+
+// Calls body(where, line) for each line that is not blank or a comment (stripped).
+template <typename F> void for_each_line(std::string_view text, const std::string& path, F&& body) {
+    auto lines = split_lines(text);
+    for (size_t i = 0; i < lines.size(); ++i) {
+        std::string_view line = strip(lines[i]);
+        if (line.empty() || line[0] == '#') continue;
+        body(Location{path, static_cast<int>(i + 1)}, line);
+    }
 }
 
 // Shared state of one load: loader, warnings, the files read.
@@ -174,8 +186,13 @@ class FileParser {
                       const std::string& argument, const std::string& include_base, int depth);
     void compat40(const Location& where, int depth);
 
+    // A top-level policy.d file (includes relative to its directory).
+    void parse_file(const std::string& path);
+
   private:
     std::string read(const Location* where, const std::string& path);
+    // The text of a file an include directive names, at nesting `depth`.
+    std::string read_included(const Location& where, const std::string& path, int depth);
     void directive(const Location& where, const std::vector<std::string>& fields,
                    const std::string& base_dir, int depth);
     Context& ctx_;
@@ -283,21 +300,26 @@ Rule make_rule(const Location& where, const std::string& service, const std::str
 std::string FileParser::read(const Location* where, const std::string& path) {
     std::string error;
     auto text = ctx_.loader.read_file(path, &error);
-    if (!text) {
-        if (where) throw PolicySyntaxError(*where, error);
-        throw PolicySyntaxError(error);
-    }
+    if (!text) fail(where, error);
     if (ctx_.files) ctx_.files->push_back(path);
     return std::move(*text);
 }
 
+std::string FileParser::read_included(const Location& where, const std::string& path, int depth) {
+    if (ctx_.loader.kind(path) != PathKind::File)
+        throw PolicySyntaxError(where, fmt::format("not a file: {}", path));
+    check_include_depth(where, depth);
+    return read(&where, path);
+}
+
+void FileParser::parse_file(const std::string& path) {
+    std::string text = read(nullptr, path);
+    parse_text(text, path, parent_dir(path), 0);
+}
+
 void FileParser::parse_text(std::string_view text, const std::string& path,
                             const std::string& base_dir, int depth) {
-    auto lines = split_lines(text);
-    for (size_t i = 0; i < lines.size(); ++i) {
-        Location where{path, static_cast<int>(i + 1)};
-        std::string_view line = strip(lines[i]);
-        if (line.empty() || line[0] == '#') continue;
+    for_each_line(text, path, [&](const Location& where, std::string_view line) {
         per_line(ctx_, [&] {
             auto fields = split_fields(line);
             if (line[0] == '!') {
@@ -311,7 +333,7 @@ void FileParser::parse_text(std::string_view text, const std::string& path,
                                        fields.size()));
             out_.push_back(make_rule(where, fields[0], fields[1], fields, 2));
         });
-    }
+    });
 }
 
 void FileParser::directive(const Location& where, const std::vector<std::string>& fields,
@@ -333,11 +355,7 @@ void FileParser::directive(const Location& where, const std::vector<std::string>
         want(4);
         validate_service_argument(where, fields[1], fields[2]);
         std::string path = resolve(base_dir, fields[3]);
-        if (ctx_.loader.kind(path) != PathKind::File)
-            throw PolicySyntaxError(where, fmt::format("not a file: {}", path));
-        if (depth + 1 > kMaxIncludeDepth)
-            throw PolicySyntaxError(where, "includes nested too deeply (include loop?)");
-        std::string text = read(&where, path);
+        std::string text = read_included(where, path, depth + 1);
         parse_legacy(text, path, fields[1], fields[2], base_dir, depth + 1);
     } else if (name == "!compat-4.0") {
         want(1);
@@ -350,32 +368,30 @@ void FileParser::directive(const Location& where, const std::vector<std::string>
 
 void FileParser::include_file(const Location& where, const std::string& path,
                               const std::string& base_dir, int depth) {
-    if (ctx_.loader.kind(path) != PathKind::File)
-        throw PolicySyntaxError(where, fmt::format("not a file: {}", path));
-    if (depth > kMaxIncludeDepth)
-        throw PolicySyntaxError(where, "includes nested too deeply (include loop?)");
-    std::string text = read(&where, path);
+    std::string text = read_included(where, path, depth);
     parse_text(text, path, base_dir, depth);
 }
 
-// Lists the §1-filtered policy files of dir, sorted; throws on a bad name.
-std::vector<std::string> policy_files_in(const Loader& loader, const Location* where,
-                                         const std::string& dir) {
+using OnError = std::function<void(const std::string&)>;
+
+// The §1-filtered policy files of dir (names), sorted. A listing error or an invalid
+// name goes to on_error (in listing order) and is left out.
+std::vector<std::string> scan_policy_dir(const Loader& loader, const std::string& dir,
+                                         const OnError& on_error) {
     std::string error;
     auto names = loader.list_dir(dir, &error);
     if (!names) {
-        if (where) throw PolicySyntaxError(*where, error);
-        throw PolicySyntaxError(error);
+        on_error(error);
+        return {};
     }
     std::vector<std::string> out;
     for (const auto& name : *names) {
         if (!is_policy_file_name(name)) continue;
         if (loader.kind(dir + "/" + name) != PathKind::File) continue;
         if (!is_valid_policy_file_name(name)) {
-            std::string message = fmt::format(
-                "invalid policy file name {} (allowed characters: [0-9a-z_.-])", dir + "/" + name);
-            if (where) throw PolicySyntaxError(*where, message);
-            throw PolicySyntaxError(message);
+            on_error(fmt::format("invalid policy file name {} (allowed characters: [0-9a-z_.-])",
+                                 dir + "/" + name));
+            continue;
         }
         out.push_back(name);
     }
@@ -383,12 +399,43 @@ std::vector<std::string> policy_files_in(const Loader& loader, const Location* w
     return out;
 }
 
+// scan_policy_dir that throws at the first error.
+std::vector<std::string> policy_files_in(const Loader& loader, const Location* where,
+                                         const std::string& dir) {
+    return scan_policy_dir(loader, dir, [&](const std::string& message) { fail(where, message); });
+}
+
+// The top-level files of the policy directories, merged by basename (the first
+// directory that has a name wins), in name order. Errors go to on_error.
+std::vector<std::string> merged_policy_files(const Loader& loader, const PolicyPaths& paths,
+                                             const OnError& on_error) {
+    std::map<std::string, std::string> merged;
+    for (const auto& dir : paths.dirs) {
+        if (loader.kind(dir) != PathKind::Directory) {
+            on_error(fmt::format("policy directory {} does not exist or is not a directory", dir));
+            continue;
+        }
+        for (const auto& name : scan_policy_dir(loader, dir, on_error))
+            merged.emplace(name, dir + "/" + name);
+    }
+    std::vector<std::string> files;
+    for (const auto& entry : merged)
+        files.push_back(entry.second);
+    return files;
+}
+
+// Each file as a top-level file; in lint mode a file that cannot be read is an error
+// and the others are still parsed.
+void parse_files(Context& ctx, FileParser& parser, const std::vector<std::string>& files) {
+    for (const auto& path : files)
+        per_line(ctx, [&] { parser.parse_file(path); });
+}
+
 void FileParser::include_dir(const Location& where, const std::string& dir,
                              const std::string& base_dir, int depth) {
     if (ctx_.loader.kind(dir) != PathKind::Directory)
         throw PolicySyntaxError(where, fmt::format("not a directory: {}", dir));
-    if (depth > kMaxIncludeDepth)
-        throw PolicySyntaxError(where, "includes nested too deeply (include loop?)");
+    check_include_depth(where, depth);
     for (const auto& name : policy_files_in(ctx_.loader, &where, dir)) {
         std::string path = dir + "/" + name;
         std::string text = read(&where, path);
@@ -399,11 +446,7 @@ void FileParser::include_dir(const Location& where, const std::string& dir,
 void FileParser::parse_legacy(std::string_view text, const std::string& path,
                               const std::string& service, const std::string& argument,
                               const std::string& include_base, int depth) {
-    auto lines = split_lines(text);
-    for (size_t i = 0; i < lines.size(); ++i) {
-        Location where{path, static_cast<int>(i + 1)};
-        std::string_view stripped = strip(lines[i]);
-        if (stripped.empty() || stripped[0] == '#') continue;
+    for_each_line(text, path, [&](const Location& where, std::string_view stripped) {
         per_line(ctx_, [&] {
             // The R4.0 spelling: $include:PATH, $keywords, comma-separated parameters.
             std::string line(stripped);
@@ -419,11 +462,7 @@ void FileParser::parse_legacy(std::string_view text, const std::string& path,
                 if (fields.size() != 2)
                     throw PolicySyntaxError(where, "invalid number of params to !include");
                 std::string target = resolve(include_base, fields[1]);
-                if (ctx_.loader.kind(target) != PathKind::File)
-                    throw PolicySyntaxError(where, fmt::format("not a file: {}", target));
-                if (depth + 1 > kMaxIncludeDepth)
-                    throw PolicySyntaxError(where, "includes nested too deeply (include loop?)");
-                std::string included = read(&where, target);
+                std::string included = read_included(where, target, depth + 1);
                 parse_legacy(included, target, service, argument, include_base, depth + 1);
                 return;
             }
@@ -434,7 +473,7 @@ void FileParser::parse_legacy(std::string_view text, const std::string& path,
                                        fields.size()));
             out_.push_back(make_rule(where, service, argument, fields, 0));
         });
-    }
+    });
 }
 
 bool legacy_name_char(char c) {
@@ -453,8 +492,8 @@ void FileParser::compat40(const Location& where, int depth) {
     // service -> [(argument, file)]; "*" (argument-less file) sorts last.
     std::map<std::string, std::vector<std::pair<std::string, std::string>>> services;
     for (const auto& name : *names) {
-        if (name.empty() || name[0] == '.' || has_suffix(name, ".rpmsave") ||
-            has_suffix(name, ".rpmnew") || has_suffix(name, ".swp"))
+        if (name.empty() || name[0] == '.' || name.ends_with(".rpmsave") ||
+            name.ends_with(".rpmnew") || name.ends_with(".swp"))
             continue;
         if (!all_chars(name, legacy_name_char)) continue;
         if (ctx_.loader.kind(dir + "/" + name) != PathKind::File) continue;
@@ -612,7 +651,7 @@ std::vector<Rule> parse_policy_text(const Loader& loader, std::string_view text,
     std::vector<Rule> rules;
     Context ctx{loader, legacy_dir, warnings, nullptr};
     FileParser parser(ctx, rules);
-    parser.parse_text(text, path, dirname_of(path), 0);
+    parser.parse_text(text, path, parent_dir(path), 0);
     return rules;
 }
 
@@ -630,24 +669,10 @@ Policy load_policy(const Loader& loader, const PolicyPaths& paths) {
     Policy policy;
     Context ctx{loader, paths.legacy_dir, &policy.warnings, &policy.files};
     try {
-        // Merge by basename: the first directory that has a name wins.
-        std::map<std::string, std::string> merged;
-        for (const auto& dir : paths.dirs) {
-            if (loader.kind(dir) != PathKind::Directory)
-                throw PolicySyntaxError(fmt::format("policy directory {} does not exist or is "
-                                                    "not a directory",
-                                                    dir));
-            for (const auto& name : policy_files_in(loader, nullptr, dir))
-                merged.emplace(name, dir + "/" + name);
-        }
+        auto files = merged_policy_files(
+            loader, paths, [](const std::string& message) { fail(nullptr, message); });
         FileParser parser(ctx, policy.rules);
-        for (const auto& [name, path] : merged) {
-            std::string error;
-            auto text = loader.read_file(path, &error);
-            if (!text) throw PolicySyntaxError(error);
-            policy.files.push_back(path);
-            parser.parse_text(*text, path, dirname_of(path), 0);
-        }
+        parse_files(ctx, parser, files);
     } catch (const PolicySyntaxError& e) {
         policy.rules.clear();
         policy.error = e.what();
@@ -658,44 +683,11 @@ Policy load_policy(const Loader& loader, const PolicyPaths& paths) {
 
 LintReport lint_policy(const Loader& loader, const PolicyPaths& paths) {
     LintReport report;
+    auto files = merged_policy_files(
+        loader, paths, [&](const std::string& message) { report.errors.emplace_back(message); });
     Context ctx{loader, paths.legacy_dir, &report.warnings, &report.files, &report.errors};
-    std::map<std::string, std::string> merged;
-    for (const auto& dir : paths.dirs) {
-        if (loader.kind(dir) != PathKind::Directory) {
-            report.errors.emplace_back(
-                fmt::format("policy directory {} does not exist or is not a directory", dir));
-            continue;
-        }
-        std::string error;
-        auto names = loader.list_dir(dir, &error);
-        if (!names) {
-            report.errors.emplace_back(error);
-            continue;
-        }
-        for (const auto& name : *names) {
-            if (!is_policy_file_name(name) || loader.kind(dir + "/" + name) != PathKind::File)
-                continue;
-            if (!is_valid_policy_file_name(name)) {
-                report.errors.emplace_back(
-                    fmt::format("invalid policy file name {} (allowed characters: [0-9a-z_.-])",
-                                dir + "/" + name));
-                continue;
-            }
-            merged.emplace(name, dir + "/" + name);
-        }
-    }
     FileParser parser(ctx, report.rules);
-    for (const auto& entry : merged) {
-        const std::string& path = entry.second; // (clang 14: no lambda capture of bindings)
-        std::string error;
-        auto text = loader.read_file(path, &error);
-        if (!text) {
-            report.errors.emplace_back(error);
-            continue;
-        }
-        report.files.push_back(path);
-        per_line(ctx, [&] { parser.parse_text(*text, path, dirname_of(path), 0); });
-    }
+    parse_files(ctx, parser, files);
     return report;
 }
 
@@ -704,16 +696,7 @@ LintReport lint_files(const Loader& loader, const std::vector<std::string>& file
     LintReport report;
     Context ctx{loader, legacy_dir, &report.warnings, &report.files, &report.errors};
     FileParser parser(ctx, report.rules);
-    for (const auto& path : files) {
-        std::string error;
-        auto text = loader.read_file(path, &error);
-        if (!text) {
-            report.errors.emplace_back(error);
-            continue;
-        }
-        report.files.push_back(path);
-        per_line(ctx, [&] { parser.parse_text(*text, path, dirname_of(path), 0); });
-    }
+    parse_files(ctx, parser, files);
     return report;
 }
 
