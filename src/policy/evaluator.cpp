@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <tuple>
+#include <utility>
 
 namespace qrexec::policy {
 
@@ -80,14 +82,39 @@ std::string bool_text(bool b) {
     return b ? "True" : "False";
 }
 
+// "service+arg" -> {service, "+arg"} ("+" when there is no argument).
+std::pair<std::string, std::string> split_service(const std::string& service_and_arg) {
+    auto plus = service_and_arg.find('+');
+    return {service_and_arg.substr(0, plus),
+            plus == std::string::npos ? "+" : service_and_arg.substr(plus)};
+}
+
+// `d` turned into a deny (notify: whether upstream would send policy.Notify).
+Decision denied(Decision d, std::string reason, bool notify) {
+    d.outcome = Outcome::Deny;
+    d.answer = "result=deny";
+    d.reason = std::move(reason);
+    d.notify = notify;
+    return d;
+}
+
+// The answer lines of an allowed call (DAEMON.md §5.3) up to requested_target; an
+// empty uuid is left out (dom0 has no target_uuid line).
+std::vector<std::string> allow_lines(const AskState& st, const std::string& user,
+                                     const std::string& target, const std::string& target_uuid) {
+    std::vector<std::string> lines = {"user=" + user, "result=allow", "target=" + target};
+    if (!target_uuid.empty()) lines.push_back("target_uuid=" + target_uuid);
+    lines.push_back("autostart=" + bool_text(st.autostart));
+    lines.push_back("requested_target=" + st.requested_target);
+    return lines;
+}
+
 // The evaluation of one request.
 class Evaluation {
   public:
     Evaluation(const Policy& policy, const SystemInfo& sys, const Request& req)
         : policy_(policy), sys_(sys), req_(req) {
-        auto plus = req.service_and_arg.find('+');
-        service_ = req.service_and_arg.substr(0, plus);
-        argument_ = plus == std::string::npos ? "+" : req.service_and_arg.substr(plus);
+        std::tie(service_, argument_) = split_service(req.service_and_arg);
         source_ = req.source;
         decision_.service = service_;
         decision_.argument = argument_;
@@ -107,6 +134,8 @@ class Evaluation {
     Decision act(const Rule& rule);
     Decision allow_rule(const Rule& rule);
     Decision ask_rule(const Rule& rule);
+    // What allow and ask rules carry to the answer.
+    AskState call_state(const Rule& rule, bool autostart, bool notify) const;
     std::set<std::string> expand(const Token& token) const;
 
     const Policy& policy_;
@@ -122,13 +151,23 @@ class Evaluation {
 };
 
 Decision Evaluation::deny(std::string reason, bool notify, const Rule* rule) {
-    Decision d = decision_;
-    d.outcome = Outcome::Deny;
-    d.answer = "result=deny";
-    d.reason = std::move(reason);
-    d.notify = notify && !req_.just_evaluate;
+    Decision d = denied(decision_, std::move(reason), notify && !req_.just_evaluate);
     if (rule) d.rule = rule->where;
     return d;
+}
+
+AskState Evaluation::call_state(const Rule& rule, bool autostart, bool notify) const {
+    AskState st;
+    st.source = source_;
+    st.service = service_;
+    st.argument = argument_;
+    st.requested_target = target_;
+    st.user = rule.user;
+    st.autostart = autostart;
+    st.notify = notify;
+    st.policy_source = policy_source_;
+    st.just_evaluate = req_.just_evaluate;
+    return st;
 }
 
 bool Evaluation::prepare() {
@@ -220,14 +259,10 @@ Decision Evaluation::act(const Rule& rule) {
 
 // The final allow answer for a resolved target (§7 "at answer time").
 Decision finish_allow(const AskState& st, const SystemInfo& sys, std::string target, Decision d) {
-    auto refuse = [&](std::string reason, bool notify) {
-        d.outcome = Outcome::Deny;
-        d.answer = "result=deny";
-        d.reason = std::move(reason);
-        d.notify = notify && !st.just_evaluate;
-        return d;
-    };
     d.target = target;
+    auto refuse = [&](std::string reason) {
+        return denied(d, std::move(reason), !st.just_evaluate);
+    };
     if (st.just_evaluate) {
         d.outcome = Outcome::Allow;
         d.answer = "result=allow";
@@ -238,46 +273,28 @@ Decision finish_allow(const AskState& st, const SystemInfo& sys, std::string tar
     std::string user = st.user && !st.user->empty() ? *st.user : "DEFAULT";
     std::vector<std::string> lines;
     if (is_dom0(target)) {
-        lines = {"user=" + user, "result=allow", "target=dom0",
-                 "autostart=" + bool_text(st.autostart), "requested_target=" + st.requested_target};
+        lines = allow_lines(st, user, "dom0", "");
     } else if (target.starts_with("@dispvm:")) {
         const Domain* tmpl = find_vm(sys, target.substr(8));
-        if (!tmpl)
-            return refuse(fmt::format("disposable template {} does not exist", target), true);
-        if (tmpl->name == st.source)
-            return refuse("loopback qrexec connection not supported", true);
-        lines = {"user=" + user,
-                 "result=allow",
-                 "target=@dispvm:" + tmpl->name,
-                 "target_uuid=@dispvm:uuid:" + tmpl->uuid,
-                 "autostart=" + bool_text(st.autostart),
-                 "requested_target=" + st.requested_target};
+        if (!tmpl) return refuse(fmt::format("disposable template {} does not exist", target));
+        if (tmpl->name == st.source) return refuse("loopback qrexec connection not supported");
+        lines = allow_lines(st, user, "@dispvm:" + tmpl->name, "@dispvm:uuid:" + tmpl->uuid);
     } else {
         const Domain* vm = find_vm(sys, target);
-        if (!vm) return refuse(fmt::format("target {} does not exist", target), true);
+        if (!vm) return refuse(fmt::format("target {} does not exist", target));
         if (vm->name == st.source || same_vm(sys, target, st.source))
-            return refuse("loopback qrexec connection not supported", true);
+            return refuse("loopback qrexec connection not supported");
         if (vm->type == "RemoteVM") {
             const Domain* relay = vm->relayvm ? find_vm(sys, *vm->relayvm) : nullptr;
             if (!relay || !vm->transport_rpc || vm->transport_rpc->empty())
                 return refuse(
-                    fmt::format("remote target {} has no relayvm/transport_rpc", vm->name), true);
+                    fmt::format("remote target {} has no relayvm/transport_rpc", vm->name));
             // A remote qube's user is chosen on the remote side.
-            lines = {"user=DEFAULT",
-                     "result=allow",
-                     "target=" + relay->name,
-                     "target_uuid=uuid:" + relay->uuid,
-                     "autostart=" + bool_text(st.autostart),
-                     "requested_target=" + st.requested_target,
-                     "service=" + *vm->transport_rpc + "+" + vm->name + "+" + st.service +
-                         st.argument};
+            lines = allow_lines(st, "DEFAULT", relay->name, "uuid:" + relay->uuid);
+            lines.push_back("service=" + *vm->transport_rpc + "+" + vm->name + "+" + st.service +
+                            st.argument);
         } else {
-            lines = {"user=" + user,
-                     "result=allow",
-                     "target=" + vm->name,
-                     "target_uuid=uuid:" + vm->uuid,
-                     "autostart=" + bool_text(st.autostart),
-                     "requested_target=" + st.requested_target};
+            lines = allow_lines(st, user, vm->name, "uuid:" + vm->uuid);
         }
         d.target = vm->name;
     }
@@ -320,16 +337,7 @@ Decision Evaluation::allow_rule(const Rule& rule) {
                                     rule.where.str()),
                         notify, &rule);
     }
-    AskState st;
-    st.source = source_;
-    st.service = service_;
-    st.argument = argument_;
-    st.requested_target = target_;
-    st.user = rule.user;
-    st.autostart = autostart;
-    st.notify = notify;
-    st.policy_source = policy_source_;
-    st.just_evaluate = req_.just_evaluate;
+    AskState st = call_state(rule, autostart, notify);
     Decision base = decision_;
     base.rule = rule.where;
     base.reason = fmt::format("allowed by policy {}", rule.where.str());
@@ -385,6 +393,14 @@ std::set<std::string> Evaluation::expand(const Token& token) const {
     return out;
 }
 
+// How an ask offers a target: @dispvm as the source's default disposable template ("" when
+// it has none), dom0 by name.
+std::string choice_name(const std::string& target, const std::optional<std::string>& dflt) {
+    if (target == "@dispvm") return dflt ? "@dispvm:" + *dflt : "";
+    if (is_dom0(target)) return "dom0";
+    return target;
+}
+
 Decision Evaluation::ask_rule(const Rule& rule) {
     bool notify = rule.notify_or(false);
     bool autostart = rule.autostart_or_default();
@@ -406,13 +422,8 @@ Decision Evaluation::ask_rule(const Rule& rule) {
     auto dflt = default_dispvm_of(sys_, source_);
     std::set<std::string> targets;
     for (const auto& t : raw) {
-        std::string name = t;
-        if (t == "@dispvm") {
-            if (!dflt) continue;
-            name = "@dispvm:" + *dflt;
-        } else if (is_dom0(t)) {
-            name = "dom0";
-        }
+        std::string name = choice_name(t, dflt);
+        if (name.empty()) continue;
         if (same_vm(sys_, name, source_)) continue;
         if (const Domain* d = find_vm(sys_, name); d && d->internal) continue;
         if (!autostart && name != "dom0") {
@@ -426,23 +437,10 @@ Decision Evaluation::ask_rule(const Rule& rule) {
                                 "to choose from",
                                 rule.where.str()),
                     true, &rule);
-    AskState st;
-    st.source = source_;
-    st.service = service_;
-    st.argument = argument_;
+    AskState st = call_state(rule, autostart, notify);
     st.targets.assign(targets.begin(), targets.end());
-    st.requested_target = target_;
-    st.user = rule.user;
-    st.autostart = autostart;
-    st.notify = notify;
-    st.policy_source = policy_source_;
-    st.just_evaluate = req_.just_evaluate;
     if (rule.default_target) {
-        std::string dt = rule.default_target->text;
-        if (dt == "@dispvm")
-            dt = dflt ? "@dispvm:" + *dflt : "";
-        else if (is_dom0(dt))
-            dt = "dom0";
+        std::string dt = choice_name(rule.default_target->text, dflt);
         if (targets.count(dt)) st.default_target = dt;
     }
     Decision pending = decision_;
@@ -467,15 +465,10 @@ Decision evaluate(const Policy& policy, const SystemInfo& system, const Request&
 
 Decision deny_without_system_info(const Request& request, const std::string& why) {
     Decision d;
-    d.outcome = Outcome::Deny;
-    d.answer = "result=deny";
-    d.reason = "cannot get system info: " + why;
-    auto plus = request.service_and_arg.find('+');
-    d.service = request.service_and_arg.substr(0, plus);
-    d.argument = plus == std::string::npos ? "+" : request.service_and_arg.substr(plus);
+    std::tie(d.service, d.argument) = split_service(request.service_and_arg);
     d.source = request.source;
     d.target = request.intended_target;
-    return d;
+    return denied(d, "cannot get system info: " + why, false);
 }
 
 Decision answer_ask(const Decision& pending, const SystemInfo& system,
@@ -484,11 +477,7 @@ Decision answer_ask(const Decision& pending, const SystemInfo& system,
     d.ask.reset();
     const AskState& st = *pending.ask;
     auto refuse = [&](std::string reason) {
-        d.outcome = Outcome::Deny;
-        d.answer = "result=deny";
-        d.reason = std::move(reason);
-        d.notify = st.notify && !st.just_evaluate;
-        return d;
+        return denied(d, std::move(reason), st.notify && !st.just_evaluate);
     };
     if (!chosen) return refuse("denied by the user");
     if (std::find(st.targets.begin(), st.targets.end(), *chosen) == st.targets.end())
