@@ -47,26 +47,32 @@ std::optional<std::vector<std::string>> FsLoader::list_dir(const std::string& pa
     return names;
 }
 
-std::optional<std::string> FsLoader::read_file(const std::string& path, std::string* error) const {
+std::optional<std::string> read_file_bounded(const std::string& path, size_t max_size,
+                                             std::string_view what, std::string* error) {
+    std::string named = std::string(what) + path;
     std::ifstream in(path, std::ios::binary);
     if (!in) {
-        if (error) *error = "cannot open " + path + ": " + std::strerror(errno);
+        if (error) *error = "cannot open " + named + ": " + std::strerror(errno);
         return std::nullopt;
     }
     std::string text;
     char buf[65536];
     while (in.read(buf, sizeof buf) || in.gcount() > 0) {
         text.append(buf, static_cast<size_t>(in.gcount()));
-        if (text.size() > kMaxPolicyFileSize) {
-            if (error) *error = "file " + path + " is too large";
+        if (text.size() > max_size) {
+            if (error) *error = (what.empty() ? "file " + path : named) + " is too large";
             return std::nullopt;
         }
     }
     if (in.bad()) {
-        if (error) *error = "cannot read " + path;
+        if (error) *error = "cannot read " + named;
         return std::nullopt;
     }
     return text;
+}
+
+std::optional<std::string> FsLoader::read_file(const std::string& path, std::string* error) const {
+    return read_file_bounded(path, kMaxPolicyFileSize, "", error);
 }
 
 void MemoryLoader::add_file(const std::string& path, std::string content) {

@@ -6,6 +6,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace qrexec::policy {
@@ -15,6 +16,12 @@ enum class PathKind { Missing, File, Directory, Other };
 // The directory part of a path
 // ("a" -> ".", "/a" -> "/", "/a/b" -> "/a").
 std::string parent_dir(const std::string& path);
+
+// Reads a whole file of at most max_size bytes; nullopt + *error when it cannot be
+// opened or read or is larger. `what` goes before the path in the messages ("cannot
+// open <what><path>: ..."; "" reads "file <path> is too large").
+std::optional<std::string> read_file_bounded(const std::string& path, size_t max_size,
+                                             std::string_view what, std::string* error);
 
 class Loader {
   public:

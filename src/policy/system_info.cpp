@@ -1,5 +1,6 @@
 #include "policy/system_info.h"
 
+#include "policy/loader.h"
 #include "policy/qubesd.h"
 
 #include <nlohmann/json.hpp>
@@ -10,8 +11,6 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 namespace qrexec::policy {
 
@@ -108,21 +107,9 @@ std::optional<SystemInfo> parse_system_info(std::string_view text, std::string* 
 }
 
 std::optional<SystemInfo> load_system_info_file(const std::string& path, std::string* error) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        if (error) *error = "cannot open system info file " + path + ": " + std::strerror(errno);
-        return std::nullopt;
-    }
-    std::string text;
-    char buf[65536];
-    while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-        text.append(buf, static_cast<size_t>(in.gcount()));
-        if (text.size() > kMaxSystemInfoSize) {
-            if (error) *error = "system info file " + path + " is too large";
-            return std::nullopt;
-        }
-    }
-    return parse_system_info(text, error);
+    auto text = read_file_bounded(path, kMaxSystemInfoSize, "system info file ", error);
+    if (!text) return std::nullopt;
+    return parse_system_info(*text, error);
 }
 
 std::optional<SystemInfo> fetch_system_info_qubesd(const std::string& socket_path,

@@ -5,6 +5,11 @@
 
 #include <gmock/gmock.h>
 
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <fstream>
+
 using namespace qrexec::policy;
 using namespace qrexec::policy::testing;
 using ::testing::ElementsAre;
@@ -124,6 +129,54 @@ TEST(Lint, FilesThatCannotBeReadAreErrorsOfNoLocation) {
     EXPECT_EQ(report.errors[1].where()->str(), "/x/bad.policy:1");
     EXPECT_THAT(report.files, ElementsAre("/x/ok.policy", "/x/bad.policy"));
     EXPECT_EQ(report.rules.size(), 1u);
+}
+
+} // namespace
+
+namespace {
+
+// A file in a fresh temporary directory, removed with it.
+class TempFile {
+  public:
+    explicit TempFile(const std::string& content) {
+        char tmpl[] = "/tmp/policy-loading-test-XXXXXX";
+        dir_ = ::mkdtemp(tmpl);
+        path_ = dir_ + "/f";
+        std::ofstream(path_) << content;
+    }
+    ~TempFile() {
+        ::unlink(path_.c_str());
+        ::rmdir(dir_.c_str());
+    }
+    const std::string& path() const { return path_; }
+    const std::string& dir() const { return dir_; }
+
+  private:
+    std::string dir_, path_;
+};
+
+TEST(ReadFileBounded, ContentLimitAndMissingFile) {
+    TempFile f("four");
+    std::string error;
+    EXPECT_EQ(read_file_bounded(f.path(), 4, "", &error), "four");
+    EXPECT_FALSE(read_file_bounded(f.path(), 3, "", &error));
+    EXPECT_EQ(error, "file " + f.path() + " is too large");
+    EXPECT_FALSE(read_file_bounded(f.path(), 3, "system info file ", &error));
+    EXPECT_EQ(error, "system info file " + f.path() + " is too large");
+    EXPECT_FALSE(read_file_bounded(f.dir() + "/none", 3, "", &error));
+    EXPECT_EQ(error, "cannot open " + f.dir() + "/none: No such file or directory");
+}
+
+TEST(ReadFileBounded, LoadersUseIt) {
+    TempFile f(R"({"domains": {"work": {}}})");
+    std::string error;
+    EXPECT_EQ(FsLoader().read_file(f.path(), &error), R"({"domains": {"work": {}}})");
+    auto info = load_system_info_file(f.path(), &error);
+    ASSERT_TRUE(info) << error;
+    EXPECT_TRUE(info->find("work"));
+    EXPECT_FALSE(load_system_info_file(f.dir() + "/none", &error));
+    EXPECT_EQ(error,
+              "cannot open system info file " + f.dir() + "/none: No such file or directory");
 }
 
 } // namespace
