@@ -115,18 +115,26 @@ def wait_for(predicate, timeout=TIMEOUT, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def query(sock_path, data, timeout=TIMEOUT):
-    """Sends data, returns everything the daemon answers until it closes."""
+def recv_all(sock):
+    """Everything the peer sends until it closes."""
+    out = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return out
+        out += chunk
+
+
+def query(sock_path, data, timeout=TIMEOUT, shutdown=False):
+    """Sends data (then EOF with shutdown), returns everything the daemon answers until it
+    closes."""
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(timeout)
         s.connect(sock_path)
         s.sendall(data)
-        out = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                return out
-            out += chunk
+        if shutdown:
+            s.shutdown(socket.SHUT_WR)
+        return recv_all(s)
 
 
 def request(source, target, service, **extra):

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from policy_helpers import (TIMEOUT, query, request, running_daemon, tree,  # noqa: F401
+from policy_helpers import (TIMEOUT, query, recv_all, request, running_daemon, tree,  # noqa: F401
                             wait_for, SYSTEM)
 
 ALLOW_PERSONAL = (b"user=DEFAULT\nresult=allow\ntarget=personal\n"
@@ -50,32 +50,13 @@ def test_bad_requests_closed_without_reply(tree, data):
 
 def test_eof_ends_request(tree):
     with running_daemon(tree) as d:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(TIMEOUT)
-            s.connect(d.sock)
-            s.sendall(b"source=work\nintended_target=personal\nservice_and_arg=qubes.Filecopy")
-            s.shutdown(socket.SHUT_WR)
-            out = b""
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                out += chunk
-            assert out == ALLOW_PERSONAL
+        data = b"source=work\nintended_target=personal\nservice_and_arg=qubes.Filecopy"
+        out = query(d.sock, data, shutdown=True)
+        assert out == ALLOW_PERSONAL
 
 
 def eval_query(path, header, body):
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(TIMEOUT)
-        s.connect(path)
-        s.sendall(header + b"\0" + body)
-        s.shutdown(socket.SHUT_WR)
-        out = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                return out
-            out += chunk
+    return query(path, header + b"\0" + body, shutdown=True)
 
 
 def test_eval_simple(tree):
@@ -151,12 +132,7 @@ def test_request_in_flight_survives_reload(tree):
             wait_for(open_fifo, what="prompt reading its answer")
             os.write(fd, b"allow:vault\n")
             os.close(fd)
-            out = b""
-            while True:
-                chunk = pending.recv(4096)
-                if not chunk:
-                    break
-                out += chunk
+            out = recv_all(pending)
             assert b"result=allow\ntarget=vault\n" in out
 
 
@@ -175,12 +151,7 @@ def test_many_concurrent_clients(tree):
             for s in reversed(socks):
                 s.sendall(b"service_and_arg=qubes.Filecopy\n\n")
             for s in socks:
-                out = b""
-                while True:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    out += chunk
+                out = recv_all(s)
                 assert out == ALLOW_PERSONAL
         finally:
             for s in socks:
