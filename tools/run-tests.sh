@@ -1,11 +1,44 @@
 #!/bin/sh
-# Builds (incrementally), installs into build/install and runs every test:
-# unit tests of each room and the integration suite against the installed binaries.
+# The test command (README, CI). Builds incrementally, installs into
+# build/install and runs, against the installed binaries:
+#   1. every room's unit tests and the integration suite (ctest);
+#   2. when run as root: the integration suite again as the unprivileged user
+#      `nobody`, from a world-readable copy (the agent's non-root mode);
+#   3. an ASan+UBSan build, with the unit tests and the integration suite.
+# QREXEC_TESTS_QUICK=1 runs step 1 only.
 set -eu
 cd "$(dirname "$0")/.."
+ROOT=$(pwd)
 BUILD=${BUILD:-build}
-[ -f "$BUILD/build.ninja" ] || cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-ninja -C "$BUILD"
-cmake --install "$BUILD" --prefix "$BUILD/install" >/dev/null
-cd "$BUILD"
-ctest --output-on-failure -j2
+ASAN_BUILD=${ASAN_BUILD:-build-asan}
+
+build_and_install() { # dir, extra cmake args...
+  dir=$1; shift
+  [ -f "$dir/build.ninja" ] || cmake -S . -B "$dir" -G Ninja "$@" >/dev/null
+  ninja -C "$dir"
+  cmake --install "$dir" --prefix "$dir/install" >/dev/null
+}
+
+echo "== 1. unit + integration tests ($BUILD)"
+build_and_install "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+(cd "$BUILD" && ctest --output-on-failure -j2)
+[ "${QREXEC_TESTS_QUICK:-0}" = 1 ] && exit 0
+
+if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
+  echo "== 2. integration tests as nobody"
+  copy=$(mktemp -d /tmp/qrexec-tests-XXXXXX)
+  trap 'rm -rf "$copy"' EXIT
+  cp -r tests examples "$copy/"
+  mkdir -p "$copy/build" && cp -r "$BUILD/install" "$copy/build/install"
+  chmod -R a+rX "$copy"
+  (cd "$copy" && runuser -u nobody -- env HOME=/tmp TMPDIR=/tmp \
+     QREXEC_BIN_DIR="$copy/build/install/bin" \
+     /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration)
+fi
+
+echo "== 3. ASan+UBSan build: unit + integration tests ($ASAN_BUILD)"
+build_and_install "$ASAN_BUILD" -DCMAKE_BUILD_TYPE=Debug -DQREXEC_SANITIZE=ON -DQREXEC_BENCH=OFF
+(cd "$ASAN_BUILD" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+   QREXEC_BIN_DIR="$ROOT/$ASAN_BUILD/install/bin" ctest --output-on-failure -j2)
+echo "== all tests passed"
