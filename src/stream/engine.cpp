@@ -120,6 +120,7 @@ private:
     void on_sigusr1();
     bool done() const;
     bool peer_gone() const;
+    bool complete_frame_buffered() const;
     bool update_interest();
     void fatal(std::string_view why) {
         QLOG("{}", why);
@@ -459,13 +460,21 @@ bool Engine::done() const {
     if (finished_) return true;
     if (is_service_) return exit_code_queued_ && (send_idle() || channel_write_failed_);
     return result_.exit_code.has_value() && pending_.empty() &&
-           recv_end_ - recv_start_ < kHeaderSize;
+           !complete_frame_buffered();
 }
 
 bool Engine::peer_gone() const {
-    // Unread vchan data is always processed first (S4).
-    bool unread = recv_end_ - recv_start_ >= kHeaderSize;
-    return channel_eof_ && !unread && pending_.empty();
+    // Every complete message still buffered is processed first (S4); a trailing
+    // partial one can never complete once the peer has closed.
+    return channel_eof_ && !complete_frame_buffered() && pending_.empty();
+}
+
+bool Engine::complete_frame_buffered() const {
+    size_t avail = recv_end_ - recv_start_;
+    if (avail < kHeaderSize) return false;
+    auto header = decode_header(
+        std::span<const std::byte>(recv_buf_).subspan(recv_start_).first<kHeaderSize>());
+    return avail - kHeaderSize >= header.len;
 }
 
 // Registers what each fd should wait for; returns true if some fd is always

@@ -5,7 +5,9 @@
 #include "stream/engine.h"
 #include "transport/socket_backend.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -197,4 +199,32 @@ TEST(Engine, SingleSocketSwitchAfterStdinEof) {
     auto frames = read_frames_until_exit(pair.second.get());
     EXPECT_EQ(joined(frames, MSG_DATA_STDOUT), "after-eof\n");
     EXPECT_EQ(result.exit_code, 0);
+}
+
+TEST(Engine, PartialFrameBeforePeerCloseEndsTheCall) {
+    // Found by fuzz/data_stream_fuzz: a header announcing more bytes than ever
+    // come, then the peer closes. The call must end (it used to wait forever).
+    for (auto role : {stream::Role::Client, stream::Role::Service}) {
+        auto pair = io::make_socketpair();
+        auto header = encode_header({MSG_DATA_STDOUT, 32764});
+        ASSERT_TRUE(io::write_all(pair.second.get(), header));
+        ::shutdown(pair.second.get(), SHUT_WR);
+        // Run the engine in a child so a hang is a timeout here, not a stuck test.
+        auto child = io::spawn({}, [&]() -> int {
+            auto channel = transport::make_socket_channel(std::move(pair.first));
+            auto in = io::make_pipe();
+            in.second.reset();
+            stream::EngineConfig config;
+            config.role = role;
+            config.input = {in.first.release(), stream::CloseMethod::Close};
+            config.output = {::open("/dev/null", O_WRONLY | O_CLOEXEC),
+                             stream::CloseMethod::Close};
+            auto result = stream::run_engine(*channel, std::move(config), nullptr);
+            return result.exit_code ? 1 : 0;
+        });
+        bool ended = io::wait_readable(child.exit_fd(), 10000);
+        if (!ended) ::kill(child.pid(), SIGKILL);
+        EXPECT_TRUE(ended);
+        EXPECT_EQ(child.wait(), ended ? 0 : 128 + SIGKILL);
+    }
 }
