@@ -4,13 +4,16 @@
 #   1. every room's unit tests and the integration suite (ctest);
 #   2. when run as root: the integration suite again as the unprivileged user
 #      `nobody`, from a world-readable copy (the agent's non-root mode);
-#   3. an ASan+UBSan build, with the unit tests and the integration suite.
+#   3. an ASan+UBSan build, with the unit tests and the integration suite;
+#   4. the libFuzzer targets (clang), each for a short run from an empty corpus.
 # QREXEC_TESTS_QUICK=1 runs step 1 only.
 set -eu
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BUILD=${BUILD:-build}
 ASAN_BUILD=${ASAN_BUILD:-build-asan}
+FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
+FUZZ_SECONDS=${FUZZ_SECONDS:-15}
 
 build_and_install() { # dir, extra cmake args...
   dir=$1; shift
@@ -41,4 +44,15 @@ build_and_install "$ASAN_BUILD" -DCMAKE_BUILD_TYPE=Debug -DQREXEC_SANITIZE=ON -D
 (cd "$ASAN_BUILD" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
    QREXEC_BIN_DIR="$ROOT/$ASAN_BUILD/install/bin" ctest --output-on-failure -j2)
+echo "== 4. libFuzzer targets, ${FUZZ_SECONDS}s each ($FUZZ_BUILD)"
+[ -f "$FUZZ_BUILD/build.ninja" ] || CXX=clang++ cmake -S . -B "$FUZZ_BUILD" -G Ninja \
+  -DCMAKE_BUILD_TYPE=Debug -DQREXEC_FUZZ=ON -DQREXEC_TESTS=OFF -DQREXEC_BENCH=OFF >/dev/null
+ninja -C "$FUZZ_BUILD" $(for f in fuzz/*_fuzz.cpp; do basename "$f" .cpp; done)
+for fuzzer in "$FUZZ_BUILD"/*_fuzz; do
+  corpus=$(mktemp -d /tmp/qrexec-corpus-XXXXXX)
+  (cd "$corpus" && "$ROOT/$fuzzer" -max_len=65536 -timeout=10 -max_total_time="$FUZZ_SECONDS" \
+     "$corpus" >"$corpus.log" 2>&1) || { tail -40 "$corpus.log"; echo "$fuzzer failed"; exit 1; }
+  echo "$(basename "$fuzzer"): $(grep -o 'Done [0-9]* runs' "$corpus.log")"
+  rm -rf "$corpus" "$corpus.log"
+done
 echo "== all tests passed"
