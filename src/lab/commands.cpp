@@ -328,6 +328,10 @@ int start_lab(const Context& ctx, const Lab& lab) {
         return 1;
     }
     clean_stale(paths);
+    // `log` shows this lab's calls: the previous lab's log is kept beside it.
+    std::error_code rotate_error;
+    if (fs::exists(paths.calls_log()))
+        fs::rename(paths.calls_log(), paths.calls_log() + ".previous", rotate_error);
     std::string error;
     auto bin = resolve_binaries(lab, error);
     if (!bin) {
