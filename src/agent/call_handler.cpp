@@ -1,5 +1,7 @@
 #include "agent/call_handler.h"
 
+#include "agent/service_log.h"
+
 #include "io/fd.h"
 #include "io/log.h"
 #include "io/process.h"
@@ -113,6 +115,16 @@ int run_exec_cmdline(transport::Channel& channel, uint32_t version, const CallRe
     config.input = {stdout_pair.first.release(), stream::CloseMethod::Shutdown};
     config.error = {stderr_pipe.first.release(), stream::CloseMethod::Close};
     config.single_socket_on_sigusr1 = true;
+    // Service calls: stderr also goes to the system log, tagged like upstream's
+    // `logger -t "<descriptor as received>-<source>"`.
+    std::optional<LineSplitter> service_log;
+    if (request.command->is_service) {
+        service_log.emplace(
+            syslog_sink(request.command->descriptor + "-" + request.command->source_domain));
+        config.stderr_copy = [&service_log](std::span<const std::byte> data) {
+            service_log->feed(data);
+        };
+    }
     stdin_pair.second.reset();
     stdout_pair.second.reset();
     stderr_pipe.second.reset();

@@ -30,8 +30,8 @@ void block_sigusr1() {
 void filter_control_chars(std::span<std::byte> data) {
     for (auto& b : data) {
         auto c = static_cast<unsigned char>(b);
-        bool keep = (c >= 0x20 && c <= 0x7e) || c == '\t' || c == '\n' || c == '\r' ||
-                    c == '\b' || c == '\a';
+        bool keep = (c >= 0x20 && c <= 0x7e) || c == '\t' || c == '\n' || c == '\r' || c == '\b' ||
+                    c == '\a';
         if (!keep) b = std::byte{'_'};
     }
 }
@@ -79,7 +79,7 @@ struct Direction {
 };
 
 class Engine {
-public:
+  public:
     Engine(transport::Channel& channel, EngineConfig config, io::Child* child)
         : channel_(channel), config_(std::move(config)), child_(child),
           max_chunk_(max_chunk_for_version(config_.version)),
@@ -97,7 +97,7 @@ public:
 
     EngineResult run();
 
-private:
+  private:
     void make_nonblocking(int fd);
     void end_direction(Direction& dir, int how);
     void close_everything();
@@ -214,8 +214,10 @@ void Engine::on_channel_readable() {
         recv_start_ = 0;
     }
     ssize_t n = channel_.read(std::span(recv_buf_).subspan(recv_end_));
-    if (n > 0) recv_end_ += static_cast<size_t>(n);
-    else if (n == 0 || (errno != EAGAIN && errno != EINTR)) channel_eof_ = true;
+    if (n > 0)
+        recv_end_ += static_cast<size_t>(n);
+    else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+        channel_eof_ = true;
     process_frames();
 }
 
@@ -223,8 +225,7 @@ void Engine::process_frames() {
     while (!finished_ && pending_.empty()) {
         size_t avail = recv_end_ - recv_start_;
         if (avail < kHeaderSize) break;
-        auto header =
-            decode_header(std::span(recv_buf_).subspan(recv_start_).first<kHeaderSize>());
+        auto header = decode_header(std::span(recv_buf_).subspan(recv_start_).first<kHeaderSize>());
         if (header.len > max_chunk_) {
             fatal(fmt::format("Too big data chunk received: {} bytes (type 0x{:x})", header.len,
                               header.type));
@@ -392,9 +393,9 @@ void Engine::queue_exit_code(int code) {
 }
 
 void Engine::read_local(Direction& dir, bool is_error_stream) {
-    uint32_t type = is_error_stream ? uint32_t{MSG_DATA_STDERR}
-                                    : (is_service_ ? uint32_t{MSG_DATA_STDOUT}
-                                                   : uint32_t{MSG_DATA_STDIN});
+    uint32_t type = is_error_stream
+                        ? uint32_t{MSG_DATA_STDERR}
+                        : (is_service_ ? uint32_t{MSG_DATA_STDOUT} : uint32_t{MSG_DATA_STDIN});
     // Build the frame in place: the payload is read right behind its header so
     // header and payload leave in one write.
     send_buf_.resize(kHeaderSize + max_chunk_);
@@ -412,13 +413,14 @@ void Engine::read_local(Direction& dir, bool is_error_stream) {
         if (n < 0 && errno != ECONNRESET) QLOG_ERRNO("read from local fd {}", dir.fd);
         end_direction(dir, SHUT_RD);
         send_eof_once(type);
-        if (is_service_ && !is_error_stream && config_.exit_on_service_eof &&
-            !exit_code_queued_) {
+        if (is_service_ && !is_error_stream && config_.exit_on_service_eof && !exit_code_queued_) {
             end_direction(output_, SHUT_WR);
             queue_exit_code(0);
         }
         return;
     }
+    if (is_error_stream && config_.stderr_copy)
+        config_.stderr_copy(std::span(send_buf_).subspan(kHeaderSize, static_cast<size_t>(n)));
     auto header = encode_header({type, static_cast<uint32_t>(n)});
     std::copy(header.begin(), header.end(), send_buf_.begin());
     send_buf_.resize(kHeaderSize + static_cast<size_t>(n));
@@ -459,8 +461,7 @@ void Engine::on_sigusr1() {
 bool Engine::done() const {
     if (finished_) return true;
     if (is_service_) return exit_code_queued_ && (send_idle() || channel_write_failed_);
-    return result_.exit_code.has_value() && pending_.empty() &&
-           !complete_frame_buffered();
+    return result_.exit_code.has_value() && pending_.empty() && !complete_frame_buffered();
 }
 
 bool Engine::peer_gone() const {
@@ -541,8 +542,10 @@ void Engine::on_fd_event(int fd, uint32_t events) {
     if (pending_target_ && pending_target_->fd == fd && (events & (EPOLLOUT | EPOLLERR)))
         flush_pending();
     if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && send_idle()) {
-        if (input_.fd == fd) read_local(input_, false);
-        else if (is_service_ && error_.fd == fd) read_local(error_, true);
+        if (input_.fd == fd)
+            read_local(input_, false);
+        else if (is_service_ && error_.fd == fd)
+            read_local(error_, true);
     }
     // The reader of our output went away (§5.5 step 7).
     if ((events & (EPOLLHUP | EPOLLERR)) && output_.fd == fd && input_.fd != fd &&
@@ -560,8 +563,7 @@ EngineResult Engine::run() {
     }
     if (child_ && child_->exit_fd() >= 0)
         loop_.watch(child_->exit_fd(), EPOLLIN, [this](uint32_t) { on_child_exit(); });
-    if (sigusr1_fd_)
-        loop_.watch(sigusr1_fd_.get(), EPOLLIN, [this](uint32_t) { on_sigusr1(); });
+    if (sigusr1_fd_) loop_.watch(sigusr1_fd_.get(), EPOLLIN, [this](uint32_t) { on_sigusr1(); });
 
     for (;;) {
         if (child_ && !result_.child_status && child_->exit_fd() < 0) on_child_exit();

@@ -8,8 +8,10 @@
 #include "transport/vchan.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 
 namespace qrexec::stream {
@@ -54,6 +56,10 @@ struct EngineConfig {
     // SIGUSR1 switches to reading output from the `output` socket (AGENT.md §6).
     // The signal must already be blocked by the caller (see block_sigusr1()).
     bool single_socket_on_sigusr1 = false;
+
+    // Service side: also gets every chunk of the program's stderr (the agent
+    // copies it to the system log, AGENT.md §2.6).
+    std::function<void(std::span<const std::byte>)> stderr_copy;
 };
 
 struct EngineResult {

@@ -228,3 +228,19 @@ TEST(Engine, PartialFrameBeforePeerCloseEndsTheCall) {
         EXPECT_EQ(child.wait(), ended ? 0 : 128 + SIGKILL);
     }
 }
+
+TEST(Engine, StderrCopyGetsTheServiceStderr) {
+    auto pair = io::make_socketpair();
+    auto channel = transport::make_socket_channel(std::move(pair.first));
+    auto service = spawn_service("echo to-log >&2; echo out");
+    std::string copied;
+    service.config.stderr_copy = [&](std::span<const std::byte> data) {
+        copied.append(reinterpret_cast<const char*>(data.data()), data.size());
+    };
+    send_frame(pair.second.get(), MSG_DATA_STDIN, "");
+    auto result = stream::run_engine(*channel, std::move(service.config), &service.child);
+    EXPECT_EQ(result.exit_code, 0);
+    EXPECT_EQ(copied, "to-log\n");
+    auto frames = read_frames_until_exit(pair.second.get());
+    EXPECT_EQ(joined(frames, MSG_DATA_STDERR), "to-log\n"); // still forwarded
+}
