@@ -50,7 +50,7 @@ void kill_domain(const std::string& domain) {
     auto reply = qubesd_call("admin.vm.Kill", domain);
     if (!reply || !reply->ok)
         QLOG("Failed to kill domain {}{}", domain,
-             reply && !reply->exception.empty() ? ": " + reply->exception : "");
+             reply && !reply->exception_type.empty() ? ": " + reply->exception_type : "");
 }
 
 int dom0_to_vm_call(const ClientOptions& options) {

@@ -36,7 +36,7 @@ class DisposableGuard {
 
 bool start_vm(const std::string& dest) {
     auto reply = qubesd_call("admin.vm.Start", dest);
-    if (reply && (reply->ok || reply->exception == "QubesVMNotHaltedError")) return true;
+    if (reply && (reply->ok || reply->exception_type == "QubesVMNotHaltedError")) return true;
     QLOG("Failed to start {}", dest);
     return false;
 }

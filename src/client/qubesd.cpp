@@ -21,23 +21,6 @@ std::string qubesd_socket_path() {
     return env && *env ? env : kDefaultQubesdSocket;
 }
 
-std::string qubesd_request(std::string_view method, std::string_view arg, std::string_view dest,
-                           std::string_view payload) {
-    std::string request(method);
-    request += '+';
-    request += arg;
-    if (dest.starts_with('@')) {
-        request += " dom0 keyword ";
-        request += dest.substr(1);
-    } else {
-        request += " dom0 name ";
-        request += dest;
-    }
-    request += '\0';
-    request += payload;
-    return request;
-}
-
 std::optional<QubesdReply> qubesd_call(std::string_view method, std::string_view dest,
                                        std::string_view payload, std::string_view arg) {
     std::string path = qubesd_socket_path();
@@ -72,18 +55,8 @@ std::optional<QubesdReply> qubesd_call(std::string_view method, std::string_view
             return std::nullopt;
         }
     }
-    QubesdReply result;
-    if (reply.size() >= 2 && reply[0] == '0' && reply[1] == '\0') {
-        result.ok = true;
-        result.value = reply.substr(2);
-        return result;
-    }
-    if (reply.size() >= 2 && reply[0] == '2' && reply[1] == '\0') {
-        std::string_view rest(reply);
-        rest.remove_prefix(2);
-        result.exception = std::string(rest.substr(0, rest.find('\0')));
-        return result;
-    }
+    QubesdReply result = protocol::parse_qubesd_reply(reply);
+    if (!result.malformed) return result;
     QLOG("Malformed answer from qubesd to {}", method);
     return std::nullopt;
 }

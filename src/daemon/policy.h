@@ -3,6 +3,8 @@
 // to do (dom0 command, or command + destination for a VM). No I/O.
 #pragma once
 
+#include "protocol/qubesd.h"
+
 #include <optional>
 #include <string>
 #include <string_view>
@@ -68,16 +70,9 @@ std::optional<std::string> dispvm_template(std::string_view destination);
 // empty, not "." / "..", bounded length).
 bool is_safe_destination(std::string_view destination);
 
-// qubesd request bytes (§5.5): "<method>+<arg> dom0 name <dest>\0<payload>",
-// "dom0 keyword <dest without @>" when dest starts with '@'.
-std::string qubesd_request(std::string_view method, std::string_view arg, std::string_view dest,
-                           std::string_view payload);
-
-struct QubesdReply {
-    bool ok = false;
-    std::string value;          // after "0\0" on success
-    std::string exception_type; // after "2\0" on error
-};
-QubesdReply parse_qubesd_reply(std::string_view reply);
+// qubesd wire format: one codec for every room.
+using protocol::parse_qubesd_reply;
+using protocol::qubesd_request;
+using protocol::QubesdReply;
 
 } // namespace qrexec::daemon

@@ -1,6 +1,7 @@
 #include "policy/qubesd.h"
 
 #include "io/fd.h"
+#include "protocol/qubesd.h"
 
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -26,14 +27,12 @@ std::optional<std::string> qubesd_call(const std::string& socket_path, const std
     std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
     if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
         return fail("connect " + socket_path + ": " + std::strerror(errno));
-    std::string request = method;
-    if (method.find('+') == std::string::npos) request += '+';
-    if (!dest.empty() && dest[0] == '@')
-        request += " dom0 keyword " + dest.substr(1);
-    else
-        request += " dom0 name " + dest;
-    request += '\0';
-    request += payload;
+    auto plus = method.find('+');
+    std::string request =
+        plus == std::string::npos
+            ? protocol::qubesd_request(method, "", dest, payload)
+            : protocol::qubesd_request(std::string_view(method).substr(0, plus),
+                                       std::string_view(method).substr(plus + 1), dest, payload);
     if (!io::write_all(sock.get(), request))
         return fail(std::string("write: ") + std::strerror(errno));
     ::shutdown(sock.get(), SHUT_WR);
@@ -47,12 +46,9 @@ std::optional<std::string> qubesd_call(const std::string& socket_path, const std
         reply.append(buf, static_cast<size_t>(n));
         if (reply.size() > max_reply) return fail("reply too large");
     }
-    if (reply.size() < 2 || reply[0] != '0' || reply[1] != '\0') {
-        std::string kind = reply.size() > 2 && reply[0] == '2' ? std::string(reply.c_str() + 2)
-                                                               : std::string("malformed reply");
-        return fail(kind);
-    }
-    return reply.substr(2);
+    auto parsed = protocol::parse_qubesd_reply(reply);
+    if (!parsed.ok) return fail(parsed.malformed ? "malformed reply" : parsed.exception_type);
+    return parsed.value;
 }
 
 } // namespace qrexec::policy

@@ -133,7 +133,7 @@ TEST(Qubesd, CallSuccessAndError) {
         auto reply = qubesd_call("admin.vm.Start", "work");
         ASSERT_TRUE(reply);
         EXPECT_FALSE(reply->ok);
-        EXPECT_EQ(reply->exception, "QubesVMNotHaltedError");
+        EXPECT_EQ(reply->exception_type, "QubesVMNotHaltedError");
     }
     {
         FakeQubesd fake("garbage");
