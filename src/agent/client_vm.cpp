@@ -111,11 +111,21 @@ std::optional<int> parse_options(int argc, char** argv, Options& opts) {
             opts.buffer_size = value == 0 ? kDefaultBufferSize : static_cast<int>(value);
             break;
         }
-        case 't': opts.filter_stdout = true; break;
-        case 'T': opts.filter_stderr = true; break;
-        case kNoFilterStdout: opts.filter_stdout = false; break;
-        case kNoFilterStderr: opts.filter_stderr = false; break;
-        case 'a': opts.agent_socket = optarg; break;
+        case 't':
+            opts.filter_stdout = true;
+            break;
+        case 'T':
+            opts.filter_stderr = true;
+            break;
+        case kNoFilterStdout:
+            opts.filter_stdout = false;
+            break;
+        case kNoFilterStderr:
+            opts.filter_stderr = false;
+            break;
+        case 'a':
+            opts.agent_socket = optarg;
+            break;
         case 'p':
             if (opts.prefix_data) {
                 print_usage(stderr, argv[0]);
@@ -137,8 +147,12 @@ std::optional<int> parse_options(int argc, char** argv, Options& opts) {
             }
             opts.use_stdin_socket = true;
             break;
-        case 'h': print_usage(stdout, argv[0]); return 0;
-        default: print_usage(stderr, argv[0]); return 2;
+        case 'h':
+            print_usage(stdout, argv[0]);
+            return 0;
+        default:
+            print_usage(stderr, argv[0]);
+            return 2;
         }
     }
     if (argc - optind < 2) {
@@ -147,7 +161,8 @@ std::optional<int> parse_options(int argc, char** argv, Options& opts) {
     }
     opts.target = argv[optind];
     opts.service = argv[optind + 1];
-    for (int i = optind + 2; i < argc; ++i) opts.local_program.emplace_back(argv[i]);
+    for (int i = optind + 2; i < argc; ++i)
+        opts.local_program.emplace_back(argv[i]);
     if (opts.use_stdin_socket) {
         int type = 0;
         socklen_t len = sizeof type;
@@ -219,15 +234,10 @@ LocalProgram start_local_program(const std::vector<std::string>& argv_text) {
         if (pass_stderr) setenv("SAVED_FD_2", std::to_string(dup(2)).c_str(), 1);
         dup2(in.second.get(), 0);
         dup2(out.second.get(), 1);
-        int keep_from = std::max({saved0, saved1, 2}) + 1;
-        (void)keep_from;
-        std::vector<char*> args;
-        std::string base = argv_text[0].substr(argv_text[0].rfind('/') + 1);
-        args.push_back(base.data());
-        for (size_t i = 1; i < argv_text.size(); ++i)
-            args.push_back(const_cast<char*>(argv_text[i].c_str()));
-        args.push_back(nullptr);
-        execv(argv_text[0].c_str(), args.data());
+        // argv[0] is the program's basename; the path is used as given (no PATH search).
+        auto args = argv_text;
+        args[0] = argv_text[0].substr(argv_text[0].rfind('/') + 1);
+        io::exec_program(argv_text[0], args);
         std::fprintf(stderr, "qrexec-client-vm: exec %s: %s\n", argv_text[0].c_str(),
                      std::strerror(errno));
         return 255;

@@ -1,6 +1,7 @@
 #include "daemon/async.h"
 
 #include "io/log.h"
+#include "io/process.h"
 
 #include <signal.h>
 #include <sys/epoll.h>
@@ -312,11 +313,7 @@ ProgramRun::ProgramRun(io::EventLoop& loop, Reaper& reaper, std::string path,
         int child_end = pair.second.get();
         child_ = io::spawn({child_end, child_end, -1}, [&]() -> int {
             io::close_fds_from(3);
-            std::vector<char*> args;
-            for (auto& arg : argv)
-                args.push_back(arg.data());
-            args.push_back(nullptr);
-            ::execv(path.c_str(), args.data());
+            io::exec_program(path, argv);
             QLOG_ERRNO("cannot execute {}", path);
             return 125;
         });

@@ -1,6 +1,7 @@
 #include "daemon/request.h"
 
 #include "io/log.h"
+#include "io/process.h"
 
 #include <signal.h>
 #include <sys/epoll.h>
@@ -311,11 +312,7 @@ void Request::run_dom0_client() {
         dom0_client_ = io::spawn({}, [&]() -> int {
             io::close_fds_from(3);
             ::setenv("QREXEC_REMOTE_DOMAIN", source.c_str(), 1);
-            std::vector<char*> args;
-            for (auto& arg : argv)
-                args.push_back(arg.data());
-            args.push_back(nullptr);
-            ::execv(path.c_str(), args.data());
+            io::exec_program(path, argv);
             QLOG_ERRNO("cannot execute {}", path);
             return 125;
         });

@@ -49,8 +49,10 @@ std::optional<int> Child::try_wait() {
     if (status_ || pid_ <= 0) return status_;
     int status = 0;
     pid_t r = waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) status_ = decode_wait_status(status);
-    else if (r < 0 && errno == ECHILD) status_ = 255;
+    if (r == pid_)
+        status_ = decode_wait_status(status);
+    else if (r < 0 && errno == ECHILD)
+        status_ = 255;
     return status_;
 }
 
@@ -65,10 +67,34 @@ int Child::wait() {
     return *status_;
 }
 
+namespace {
+std::vector<char*> c_strings(const std::vector<std::string>& strings) {
+    std::vector<char*> result;
+    result.reserve(strings.size() + 1);
+    for (const auto& s : strings)
+        result.push_back(const_cast<char*>(s.c_str()));
+    result.push_back(nullptr);
+    return result;
+}
+} // namespace
+
+void exec_program(const std::string& path, const std::vector<std::string>& argv) {
+    auto args = c_strings(argv);
+    ::execv(path.c_str(), args.data());
+}
+
+void exec_program(const std::string& path, const std::vector<std::string>& argv,
+                  const std::vector<std::string>& env) {
+    auto args = c_strings(argv);
+    auto envp = c_strings(env);
+    ::execve(path.c_str(), args.data(), envp.data());
+}
+
 void close_fds_from(int lowest) {
     if (syscall(SYS_close_range, lowest, ~0U, 0) == 0) return;
     long max = sysconf(_SC_OPEN_MAX);
-    for (int fd = lowest; fd < max; ++fd) close(fd);
+    for (int fd = lowest; fd < max; ++fd)
+        close(fd);
 }
 
 void reset_signals_for_child() {
@@ -85,8 +111,10 @@ namespace {
 // dup2 that also works when the source already is the target (clears CLOEXEC).
 void install_fd(int from, int to) {
     if (from < 0) return;
-    if (from == to) set_cloexec(to, false);
-    else dup2(from, to);
+    if (from == to)
+        set_cloexec(to, false);
+    else
+        dup2(from, to);
 }
 } // namespace
 

@@ -7,6 +7,8 @@
 
 #include <functional>
 #include <optional>
+#include <string>
+#include <vector>
 
 namespace qrexec::io {
 
@@ -14,7 +16,7 @@ namespace qrexec::io {
 int decode_wait_status(int status);
 
 class Child {
-public:
+  public:
     Child() = default;
     explicit Child(pid_t pid);
     Child(const Child&) = delete;
@@ -35,7 +37,7 @@ public:
     std::optional<int> status() const { return status_; }
     void detach() { pid_ = -1; }
 
-private:
+  private:
     pid_t pid_ = -1;
     Fd pidfd_;
     std::optional<int> status_;
@@ -52,6 +54,12 @@ struct StdioFds {
 // installed, every other fd closed, then body() runs. If body returns, the child
 // exits with its return value.
 Child spawn(StdioFds stdio, const std::function<int()>& body);
+
+// execv/execve with argv (and envp) given as strings. Returns only on failure,
+// with errno set.
+void exec_program(const std::string& path, const std::vector<std::string>& argv);
+void exec_program(const std::string& path, const std::vector<std::string>& argv,
+                  const std::vector<std::string>& env);
 
 // Close every fd >= lowest (used in children before exec).
 void close_fds_from(int lowest);

@@ -39,14 +39,6 @@ const char* const kLoginShellScript =
 
 namespace {
 
-std::vector<char*> c_array(std::vector<std::string>& strings) {
-    std::vector<char*> result;
-    for (auto& s : strings)
-        result.push_back(s.data());
-    result.push_back(nullptr);
-    return result;
-}
-
 [[noreturn]] void die(int code, const std::string& message) {
     QLOG("{}", message);
     _exit(code);
@@ -54,9 +46,7 @@ std::vector<char*> c_array(std::vector<std::string>& strings) {
 
 [[noreturn]] void exec_or_die(const std::string& program, std::vector<std::string> argv,
                               std::vector<std::string> env) {
-    auto c_argv = c_array(argv);
-    auto c_env = c_array(env);
-    execve(program.c_str(), c_argv.data(), c_env.data());
+    io::exec_program(program, argv, env);
     int err = errno;
     QLOG("execve {} failed: {}", program, io::errno_text(err));
     _exit(err == ENOENT ? kExitNotFound : kExitProblem);

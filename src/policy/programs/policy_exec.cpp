@@ -1,6 +1,7 @@
 // qrexec-policy-exec: evaluates one call against the policy (POLICY.md §11) and prints
 // the key=value answer the qrexec daemon parses (DAEMON.md §5.3).
 #include "io/log.h"
+#include "io/process.h"
 #include "policy/ask.h"
 #include "policy/cli.h"
 #include "policy/programs/command_line.h"
@@ -124,11 +125,7 @@ std::string answer_value(const std::string& answer, const std::string& key) {
                 "--",
                 user + ":QUBESRPC " + service + " " + call_source};
     }
-    std::vector<char*> cargv;
-    for (auto& a : argv)
-        cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    ::execv(client.c_str(), cargv.data());
+    io::exec_program(client, argv);
     QLOG_ERRNO("exec {}", client);
     std::exit(1);
 }
