@@ -17,19 +17,22 @@ import pytest
 
 import binaries
 
-MSG_DATA_STDIN = 0x190
-MSG_DATA_STDOUT = 0x191
-MSG_DATA_STDERR = 0x192
-MSG_DATA_EXIT_CODE = 0x193
-MSG_EXEC_CMDLINE = 0x200
-MSG_JUST_EXEC = 0x201
-MSG_SERVICE_CONNECT = 0x202
-MSG_SERVICE_REFUSED = 0x203
-MSG_TRIGGER_SERVICE = 0x210
-MSG_CONNECTION_TERMINATED = 0x211
-MSG_TRIGGER_SERVICE3 = 0x212
-MSG_TRIGGER_SERVICE4 = 0x213
-MSG_HELLO = 0x300
+from wire import (  # noqa: F401 (re-exported for the tests)
+    MSG_DATA_STDIN,
+    MSG_DATA_STDOUT,
+    MSG_DATA_STDERR,
+    MSG_DATA_EXIT_CODE,
+    MSG_EXEC_CMDLINE,
+    MSG_JUST_EXEC,
+    MSG_SERVICE_CONNECT,
+    MSG_SERVICE_REFUSED,
+    MSG_TRIGGER_SERVICE,
+    MSG_CONNECTION_TERMINATED,
+    MSG_TRIGGER_SERVICE3,
+    MSG_TRIGGER_SERVICE4,
+    MSG_HELLO,
+    frame,
+)
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -70,10 +73,6 @@ def wait_log(daemon, text, timeout=DEFAULT_TIMEOUT, count=1):
     log = daemon.log()
     assert log.count(text) >= count, log
     return log
-
-
-def frame(msg_type, payload=b""):
-    return struct.pack("<II", msg_type, len(payload)) + payload
 
 
 def fixed(text, size):
