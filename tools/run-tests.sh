@@ -5,7 +5,8 @@
 #   2. when run as root: the integration suite again as the unprivileged user
 #      `nobody`, from a world-readable copy (the agent's non-root mode);
 #   3. an ASan+UBSan build, with the unit tests and the integration suite;
-#   4. the libFuzzer targets (clang), each for a short run from an empty corpus.
+#   4. a clang build of every program with the libFuzzer targets, each fuzzed
+#      for a short run from an empty corpus.
 # QREXEC_TESTS_QUICK=1 runs step 1 only.
 set -eu
 cd "$(dirname "$0")/.."
@@ -47,7 +48,8 @@ build_and_install "$ASAN_BUILD" -DCMAKE_BUILD_TYPE=Debug -DQREXEC_SANITIZE=ON -D
 echo "== 4. libFuzzer targets, ${FUZZ_SECONDS}s each ($FUZZ_BUILD)"
 [ -f "$FUZZ_BUILD/build.ninja" ] || CXX=clang++ cmake -S . -B "$FUZZ_BUILD" -G Ninja \
   -DCMAKE_BUILD_TYPE=Debug -DQREXEC_FUZZ=ON -DQREXEC_TESTS=OFF -DQREXEC_BENCH=OFF >/dev/null
-ninja -C "$FUZZ_BUILD" $(for f in fuzz/*_fuzz.cpp; do basename "$f" .cpp; done)
+# Everything is built here, so this is also the clang 14 build of every room and program.
+ninja -C "$FUZZ_BUILD"
 for fuzzer in "$FUZZ_BUILD"/*_fuzz; do
   corpus=$(mktemp -d /tmp/qrexec-corpus-XXXXXX)
   (cd "$corpus" && "$ROOT/$fuzzer" -max_len=65536 -timeout=10 -max_total_time="$FUZZ_SECONDS" \
