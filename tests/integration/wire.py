@@ -19,3 +19,6 @@ MSG_HELLO = 0x300
 
 def frame(msg_type, payload=b""):
     return struct.pack("<II", msg_type, len(payload)) + payload
+
+
+__all__ = [name for name in dir() if name.startswith("MSG_")] + ["frame"]
