@@ -233,8 +233,4 @@ std::unique_ptr<Channel> make_socket_channel(io::Fd socket) {
     return std::make_unique<SocketChannel>(std::move(socket));
 }
 
-std::unique_ptr<Backend> default_backend() {
-    return std::make_unique<SocketBackend>(SocketBackendConfig::from_environment());
-}
-
 } // namespace qrexec::transport

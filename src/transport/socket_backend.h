@@ -19,13 +19,13 @@ std::string vchan_socket_path(const std::string& dir, int server_domain, int cli
                               int port);
 
 class SocketBackend final : public Backend {
-public:
+  public:
     explicit SocketBackend(SocketBackendConfig config) : config_(std::move(config)) {}
     int own_domain() const override { return config_.own_domain; }
     std::unique_ptr<PendingServer> listen(int peer_domain, int port, size_t ring_size) override;
     std::unique_ptr<Channel> connect(int peer_domain, int port, int timeout_ms) override;
 
-private:
+  private:
     SocketBackendConfig config_;
 };
 

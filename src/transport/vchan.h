@@ -20,7 +20,7 @@ namespace qrexec::transport {
 // A connected vchan. read/writev never block; they follow read(2)/writev(2)
 // conventions (-1 with errno EAGAIN when nothing can be moved, 0 from read = peer closed).
 class Channel {
-public:
+  public:
     virtual ~Channel() = default;
     virtual int fd() const = 0;
     virtual ssize_t read(std::span<std::byte> buffer) = 0;
@@ -33,7 +33,7 @@ public:
 
 // A server that waits for its single client.
 class PendingServer {
-public:
+  public:
     virtual ~PendingServer() = default;
     // Readable when the client has arrived.
     virtual int fd() const = 0;
@@ -44,7 +44,7 @@ public:
 };
 
 class Backend {
-public:
+  public:
     virtual ~Backend() = default;
     virtual int own_domain() const = 0;
     // Creates the server synchronously (the peer may connect as soon as this returns).
