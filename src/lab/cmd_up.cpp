@@ -4,6 +4,7 @@
 #include "io/fd.h"
 #include "io/process.h"
 #include "lab/launch.h"
+#include "lab/multihost.h"
 #include "lab/policy_view.h"
 #include "lab/supervisor.h"
 
@@ -200,16 +201,47 @@ int start_lab(const Context& ctx, const Lab& lab) {
 } // namespace
 
 int cmd_check(const Context&, const Args& args) {
-    auto result = load_and_check(lab_file_argument(args));
+    std::string file = lab_file_argument(args);
+    if (is_multi_host_file(file)) {
+        auto result = load_air_lab(file, RealHost());
+        if (!result.lab) return print_diagnostics(result.errors);
+        fmt::print("{}: ok ({} hosts)\n", result.lab->file, result.lab->hosts.size());
+        return 0;
+    }
+    auto result = load_and_check(file);
     if (!result.lab) return print_diagnostics(result.errors);
     fmt::print("{}: ok ({} domains)\n", result.lab->file, result.lab->domains.size());
     return 0;
 }
 
 int cmd_up(const Context& ctx, const Args& args) {
-    if (args.size() > 1) return usage_error("up takes one lab file", "up");
-    auto result = load_and_check(lab_file_argument(args));
+    std::string file, air_file;
+    for (const auto& a : args) {
+        if (a.rfind("--air=", 0) == 0)
+            air_file = a.substr(6); // one host of a multi-host lab (multihost.cpp)
+        else if (file.empty())
+            file = a;
+        else
+            return usage_error("up takes one lab file", "up");
+    }
+    if (file.empty()) file = "lab.toml";
+    if (air_file.empty() && is_multi_host_file(file)) {
+        auto result = load_air_lab(file, RealHost());
+        if (!result.lab) return print_diagnostics(result.errors);
+        return air_up(ctx, *result.lab);
+    }
+    auto result = load_and_check(file);
     if (!result.lab) return print_diagnostics(result.errors);
+    if (!air_file.empty()) {
+        std::string error;
+        auto text = read_file(air_file);
+        auto air = text ? air_side_from_json(*text, &error) : std::nullopt;
+        if (!air) {
+            fmt::print(stderr, "qrexec-lab: cannot read {}: {}\n", air_file, error);
+            return 1;
+        }
+        result.lab->air = *air;
+    }
     return start_lab(ctx, *result.lab);
 }
 

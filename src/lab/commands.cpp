@@ -3,6 +3,7 @@
 #include "lab/commands.h"
 
 #include "lab/cli.h"
+#include "lab/multihost.h"
 
 #include <fmt/format.h>
 
@@ -66,6 +67,8 @@ int run_lab_command(const std::vector<std::string>& raw) {
     ctx.paths.root = state_dir.empty() ? default_state_dir() : state_dir;
     if (ctx.paths.root.size() > 1 && ctx.paths.root.back() == '/') ctx.paths.root.pop_back();
     ctx.paths.root = fs::absolute(ctx.paths.root).lexically_normal().string();
+    if (command != "up" && command != "check" && command != "demo")
+        if (auto air = load_air_state(ctx.paths)) return air_command(ctx, *air, command, args);
     using Handler = int (*)(const Context&, const Args&);
     static const std::map<std::string, Handler> handlers{
         {"up", cmd_up},         {"check", cmd_check},
