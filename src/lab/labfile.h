@@ -31,6 +31,26 @@ struct Dom0 {
     std::string rpc_config; // absolute, empty = none
 };
 
+// A domain of another host of a multi-host lab, as this host sees it: a
+// RemoteVM reached through this host's relay (docs/REMOTE.md).
+struct RemoteDomain {
+    std::string name;
+    std::string relay;         // this host's relay domain
+    std::string transport_rpc; // the service the relay runs, e.g. qubesair.SSHProxy
+    std::vector<std::string> tags;
+};
+
+// What a host of a multi-host lab has beyond a plain lab (empty otherwise).
+// Written by the multi-host `up`, never by users.
+struct AirSide {
+    std::vector<RemoteDomain> remotes;
+    std::string relay;        // the domain that runs the transport service
+    std::string ssh_dir;      // its QUBESAIR_SSH_DIR (ssh_config, keys, targets)
+    std::string services_dir; // holds qubesair.SSHProxy, appended to the relay's service path
+    std::string sshd, sshd_config, sshd_pid_file; // this host's OpenSSH server
+    bool enabled() const { return !relay.empty(); }
+};
+
 struct Lab {
     std::string file;   // absolute path of the lab file (empty for embedded labs)
     std::string name;   // display name ([lab] name, default: file stem)
@@ -38,6 +58,7 @@ struct Lab {
     AskFallback ask = AskFallback::deny;
     Dom0 dom0;
     std::vector<Domain> domains;
+    AirSide air;
 
     const Domain* find(std::string_view domain_name) const;
 };

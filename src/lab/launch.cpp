@@ -17,6 +17,27 @@ extern char** environ;
 namespace qrexec::lab {
 namespace fs = std::filesystem;
 
+namespace {
+
+bool under(const std::string& path, const std::string& dir) {
+    return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+                           path[dir.size()] == '/');
+}
+
+// The home folder to create in the domain's sandbox, or "" if none is needed.
+std::string home_in_sandbox(const Domain& domain) {
+    struct passwd* pw = domain.user.empty() ? getpwuid(getuid()) : getpwnam(domain.user.c_str());
+    if (!pw || !pw->pw_dir || pw->pw_dir[0] != '/') return {};
+    std::string home = fs::path(pw->pw_dir).lexically_normal().string();
+    for (const char* system : {"/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+                               "/etc", "/proc", "/dev", "/tmp", "/var/tmp"})
+        if (under(home, system)) return {};
+    if (home == "/" || home == domain.folder) return {};
+    return home;
+}
+
+} // namespace
+
 std::vector<std::string> sandbox_argv(const Domain& domain, const StatePaths& paths,
                                       const std::string& bwrap,
                                       const std::vector<std::string>& ro_files,
@@ -40,6 +61,11 @@ std::vector<std::string> sandbox_argv(const Domain& domain, const StatePaths& pa
     }
     a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
                        "--tmpfs", "/var/tmp"});
+    // The home of the user services run as: the agent enters it before a service
+    // starts (and warns into the caller's stderr when it is missing). A private,
+    // empty one; system folders that are homes (e.g. /usr/games) already exist.
+    std::string home = home_in_sandbox(domain);
+    if (!home.empty()) a.insert(a.end(), {"--tmpfs", home});
     // Files the lab runs inside (binaries), then the domain's own places.
     for (const auto& f : ro_files)
         a.insert(a.end(), {"--ro-bind", f, f});

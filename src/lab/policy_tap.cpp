@@ -97,6 +97,12 @@ void serve_policy_request(int conn, const LabState& state, const StatePaths& pat
     rec.service = req["service_and_arg"];
     rec.via = "policy daemon";
     rec.decision = reply.empty() ? "?" : ans.count("result") ? ans["result"] : "?";
+    // A relayed call (protocol 4): the policy decides for the requested source.
+    std::string relay;
+    if (auto it = req.find("requested_source"); it != req.end() && !it->second.empty()) {
+        relay = rec.source;
+        rec.source = it->second;
+    }
     RuleVerdict v =
         deciding_rule(state.lab, paths.system_info(), rec.source, rec.target, rec.service);
     rec.decided_by = v.rule;
@@ -111,6 +117,7 @@ void serve_policy_request(int conn, const LabState& state, const StatePaths& pat
     } else if (reply.empty()) {
         rec.detail = "no answer from the policy daemon";
     }
+    if (!relay.empty()) rec.detail += (rec.detail.empty() ? "" : "; ") + ("relayed by " + relay);
     append_line(paths.calls_log(), record_to_json(rec));
 }
 

@@ -98,7 +98,52 @@ Domain domain_from_json(const json& j) {
     return d;
 }
 
+json air_to_json(const AirSide& a) {
+    json remotes = json::array();
+    for (const auto& r : a.remotes)
+        remotes.push_back(json{{"name", r.name},
+                               {"relay", r.relay},
+                               {"transport_rpc", r.transport_rpc},
+                               {"tags", r.tags}});
+    return json{{"remotes", remotes},
+                {"relay", a.relay},
+                {"ssh_dir", a.ssh_dir},
+                {"services_dir", a.services_dir},
+                {"sshd", a.sshd},
+                {"sshd_config", a.sshd_config},
+                {"sshd_pid_file", a.sshd_pid_file}};
+}
+
+AirSide air_from_json(const json& j) {
+    AirSide a;
+    for (const auto& r : j.at("remotes"))
+        a.remotes.push_back(RemoteDomain{r.at("name").get<std::string>(),
+                                         r.at("relay").get<std::string>(),
+                                         r.at("transport_rpc").get<std::string>(),
+                                         r.at("tags").get<std::vector<std::string>>()});
+    a.relay = j.at("relay").get<std::string>();
+    a.ssh_dir = j.at("ssh_dir").get<std::string>();
+    a.services_dir = j.at("services_dir").get<std::string>();
+    a.sshd = j.at("sshd").get<std::string>();
+    a.sshd_config = j.at("sshd_config").get<std::string>();
+    a.sshd_pid_file = j.at("sshd_pid_file").get<std::string>();
+    return a;
+}
+
 } // namespace
+
+std::string air_side_to_json(const AirSide& air) {
+    return air_to_json(air).dump(2) + "\n";
+}
+
+std::optional<AirSide> air_side_from_json(const std::string& text, std::string* error) {
+    try {
+        return air_from_json(json::parse(text));
+    } catch (const std::exception& e) {
+        if (error) *error = e.what();
+        return std::nullopt;
+    }
+}
 
 std::string lab_state_to_json(const LabState& s) {
     json domains = json::array();
@@ -110,7 +155,8 @@ std::string lab_state_to_json(const LabState& s) {
              {"policy", s.lab.policy},
              {"ask", s.lab.ask == AskFallback::allow ? "allow" : "deny"},
              {"dom0", {{"services", s.lab.dom0.services}, {"rpc_config", s.lab.dom0.rpc_config}}},
-             {"domains", domains}}},
+             {"domains", domains},
+             {"air", air_to_json(s.lab.air)}}},
            {"bin",
             {{"agent", s.bin.agent},
              {"daemon", s.bin.daemon},
@@ -140,6 +186,7 @@ std::optional<LabState> lab_state_from_json(const std::string& text, std::string
         s.lab.dom0.rpc_config = l.at("dom0").at("rpc_config").get<std::string>();
         for (const auto& d : l.at("domains"))
             s.lab.domains.push_back(domain_from_json(d));
+        if (l.contains("air")) s.lab.air = air_from_json(l.at("air"));
         const json& b = j.at("bin");
         s.bin.agent = b.at("agent").get<std::string>();
         s.bin.daemon = b.at("daemon").get<std::string>();
@@ -177,6 +224,12 @@ std::string system_info_json(const Lab& lab) {
     domains["dom0"] = entry(domain_uuid("dom0"), "AdminVM", {});
     for (const auto& d : lab.domains)
         domains[d.name] = entry(d.uuid, d.type, d.tags);
+    for (const auto& r : lab.air.remotes) {
+        json remote = entry(domain_uuid(r.name), "RemoteVM", r.tags);
+        remote["relayvm"] = r.relay;
+        remote["transport_rpc"] = r.transport_rpc;
+        domains[r.name] = remote;
+    }
     return json{{"domains", domains}}.dump(2) + "\n";
 }
 

@@ -69,6 +69,8 @@ struct LabState {
 };
 
 std::string lab_state_to_json(const LabState& state);
+std::string air_side_to_json(const AirSide& air);
+std::optional<AirSide> air_side_from_json(const std::string& text, std::string* error);
 std::optional<LabState> lab_state_from_json(const std::string& text, std::string* error);
 
 // The system-info document the policy engine reads (dom0 + every domain, all Running).

@@ -57,6 +57,7 @@ bool is_socket(const std::string& path) {
 struct Running {
     Component info;
     std::vector<std::string> ready_paths; // sockets whose existence means "ready"
+    std::vector<std::string> ready_files; // files (e.g. a pid file) that mean the same
     int stop_rank = 0;                    // lower stops first
 };
 
@@ -177,6 +178,7 @@ class Supervisor {
             if (!spawn(std::move(r), plan))
                 return (error = "cannot start the policy daemon"), false;
         }
+        if (state_.lab.air.enabled() && !start_sshd(error)) return false;
         for (const auto& d : state_.lab.domains) {
             Running r;
             r.info = {
@@ -190,6 +192,10 @@ class Supervisor {
             env.erase("QREXEC_ASK_COMMAND");
             env.erase("QREXEC_POLICY_DIR");
             env.erase("QREXEC_SYSTEM_INFO");
+            if (state_.lab.air.enabled() && d.name == state_.lab.air.relay) {
+                // The relay runs the transport service (qubesair.SSHProxy).
+                env["QREXEC_SERVICE_PATH"] = d.services + ":" + state_.lab.air.services_dir;
+            }
             LaunchPlan plan = plan_in_domain(
                 state_, paths_, d,
                 {b.agent, "--no-fork-server", "--agent-socket=" + paths_.agent_socket(d.name)}, env,
@@ -233,6 +239,23 @@ class Supervisor {
             if (!spawn(std::move(r), plan))
                 return (error = "cannot start the daemon of " + d.name), false;
         }
+        return true;
+    }
+
+    // A host of a multi-host lab: its OpenSSH server, in the host's network
+    // namespace (which the whole supervisor is in). Ready once its pid file is.
+    bool start_sshd(std::string& error) {
+        const AirSide& air = state_.lab.air;
+        std::error_code ec;
+        fs::remove(air.sshd_pid_file, ec);
+        Running r;
+        r.info = {"sshd", "", "sshd", {}, "", "", paths_.log_file("sshd")};
+        r.ready_files = {air.sshd_pid_file};
+        r.stop_rank = 0;
+        LaunchPlan plan;
+        plan.argv = {air.sshd, "-D", "-e", "-f", air.sshd_config};
+        plan.env = base_env();
+        if (!spawn(std::move(r), plan)) return (error = "cannot start sshd"), false;
         return true;
     }
 
@@ -286,6 +309,8 @@ class Supervisor {
                 bool ready = true;
                 for (const auto& p : r.ready_paths)
                     ready = ready && is_socket(p);
+                for (const auto& p : r.ready_files)
+                    ready = ready && fs::exists(p);
                 if (ready && r.info.state == "starting") {
                     r.info.state = "running";
                     publish();

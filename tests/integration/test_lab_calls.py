@@ -162,6 +162,17 @@ def test_sandbox_cannot_read_other_domains(example_lab):
     assert lab.run("shell", "personal", "--", "cat", secret).returncode == 0
 
 
+def test_sandboxed_service_has_a_home_and_no_warning(example_lab):
+    # The agent enters the service user's home before running a service; in a
+    # sandbox that home must exist, or every caller gets a chdir warning.
+    r = example_lab.run("call", "work", "vault", "demo.Echo", input="quiet\n")
+    assert (r.returncode, r.out) == (0, "quiet\n"), r.err
+    assert "cannot chdir" not in r.err, r.err
+    home = pwd.getpwuid(os.getuid()).pw_dir
+    r = example_lab.run("shell", "vault", "--", "/bin/sh", "-c", f"test -d {home} && test -w {home}")
+    assert r.returncode == 0, r.err
+
+
 def test_killed_agent_is_reported_and_down_cleans(tmp_path):
     lab_binary()
     require_real_components()
