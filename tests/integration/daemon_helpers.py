@@ -515,12 +515,20 @@ def write_service(directory, name, body):
 
 
 def proc_children(pid):
-    """Direct children of pid (any state, zombies included)."""
+    """Direct children of pid, forked by any of its threads (any state,
+    zombies included)."""
+    children = []
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
+        tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return []
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children += [int(p) for p in f.read().split()]
+        except OSError:
+            pass
+    return children
 
 
 def proc_state(pid):
