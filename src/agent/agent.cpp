@@ -2,8 +2,10 @@
 
 #include "agent/call_handler.h"
 #include "io/event_loop.h"
+#include "io/admission.h"
 #include "io/fd.h"
 #include "io/log.h"
+#include "io/log_field.h"
 #include "io/process.h"
 #include "io/unix_socket.h"
 #include "protocol/messages.h"
@@ -156,6 +158,7 @@ private:
     void accept_trigger();
     void on_trigger_readable(int fd);
     void drop_trigger(int fd, std::string_view why);
+    void log_trigger_rejection(std::string_view why);
 
     // connections table
     void add_connection(Connection connection);
@@ -175,6 +178,9 @@ private:
     std::map<size_t, Connection> connections_;
     std::vector<io::Child> untracked_; // calls run while the table was full
     std::map<int, IncomingTrigger> incoming_;
+    // Full table: evict the oldest connection that has not sent its request.
+    io::AdmissionTable trigger_admission_{kMaxPendingTriggers};
+    io::RateLimiter trigger_log_limiter_{20, std::chrono::seconds(1)};
     std::map<int, io::Fd> pending_; // forwarded to dom0, waiting for its answer
 
     std::optional<io::Child> session_waiter_;
@@ -479,24 +485,36 @@ void Agent::accept_trigger() {
         QLOG_ERRNO("accept");
         fail("cannot accept on the agent socket");
     }
-    if (incoming_.size() + pending_.size() >= kMaxPendingTriggers) {
-        QLOG("too many pending requests from qrexec-client-vm, refusing one");
+    auto decision = trigger_admission_.decide(incoming_.size() + pending_.size());
+    if (!decision.admit) {
+        log_trigger_rejection("too many pending requests from qrexec-client-vm, refusing one");
         ::close(fd);
         return;
     }
+    if (decision.evict)
+        drop_trigger(static_cast<int>(*decision.evict),
+                     "too many connections on the agent socket: dropping the oldest one that "
+                     "has not sent its request");
     IncomingTrigger trigger;
     trigger.fd = io::Fd(fd);
     trigger.timer = loop_.add_timer(kTriggerReadTimeout, [this, fd] {
         drop_trigger(fd, "timeout reading a request from qrexec-client-vm");
     });
     incoming_.emplace(fd, std::move(trigger));
+    trigger_admission_.opened(static_cast<uint64_t>(fd));
     loop_.watch(fd, EPOLLIN, [this, fd](uint32_t) { on_trigger_readable(fd); });
+}
+
+void Agent::log_trigger_rejection(std::string_view why) {
+    auto admission = trigger_log_limiter_.admit();
+    if (admission.log) QLOG("{}{}", why, io::suppressed_note(admission.suppressed));
 }
 
 void Agent::drop_trigger(int fd, std::string_view why) {
     auto it = incoming_.find(fd);
     if (it == incoming_.end()) return;
-    QLOG("{}", why);
+    log_trigger_rejection(why);
+    trigger_admission_.closed(static_cast<uint64_t>(fd));
     loop_.unwatch(fd);
     loop_.cancel_timer(it->second.timer);
     incoming_.erase(it);
@@ -533,6 +551,7 @@ void Agent::on_trigger_readable(int fd) {
     std::memcpy(trigger.data.data() + kHeaderSize + 128, ident.c_str(), ident.size() + 1);
     loop_.unwatch(fd);
     loop_.cancel_timer(trigger.timer);
+    trigger_admission_.completed(static_cast<uint64_t>(fd));
     auto data = std::move(trigger.data);
     pending_.emplace(fd, std::move(trigger.fd));
     incoming_.erase(fd);

@@ -70,22 +70,53 @@ void Timer::cancel() {
 Reaper::~Reaper() {
     for (auto& [pid, entry] : children_) {
         entry->watch.reset();
+        if (entry->kill_timer) {
+            // Condemned anyway: do not leave it behind (e.g. stopped) on exit.
+            ::kill(pid, SIGKILL);
+            entry->child.wait();
+            continue;
+        }
         entry->child.detach(); // never block the daemon's exit on a child
     }
 }
 
-void Reaper::adopt(io::Child child, std::string what) {
-    if (!child.running() || child.try_wait()) return;
+Reaper::Entry* Reaper::add(io::Child child, std::string what) {
+    if (!child.running() || child.try_wait()) return nullptr;
     pid_t pid = child.pid();
     if (child.exit_fd() < 0) {
         QLOG("cannot watch {} (pid {}), leaving it unreaped", what, pid);
         child.detach();
-        return;
+        return nullptr;
     }
-    auto entry = std::make_unique<Entry>(Entry{std::move(child), std::move(what), Watch()});
+    auto entry = std::make_unique<Entry>(Entry{std::move(child), std::move(what), Watch(), {}});
     entry->watch =
         Watch(loop_, entry->child.exit_fd(), EPOLLIN, [this, pid](uint32_t) { check(pid); });
+    auto* raw = entry.get();
     children_[pid] = std::move(entry);
+    return raw;
+}
+
+void Reaper::adopt(io::Child child, std::string what) {
+    add(std::move(child), std::move(what));
+}
+
+void Reaper::terminate(io::Child child, std::string what) {
+    pid_t pid = child.pid();
+    Entry* entry = add(std::move(child), std::move(what));
+    if (!entry) return;
+    ::kill(pid, SIGTERM);
+    ::kill(pid, SIGCONT);
+    entry->kill_timer = std::make_unique<Timer>(loop_);
+    entry->kill_timer->start(grace_, [this, pid] { kill_now(pid); });
+}
+
+void Reaper::kill_now(pid_t pid) {
+    auto it = children_.find(pid);
+    if (it == children_.end()) return;
+    // Still ours (unreaped), so the pid cannot have been reused.
+    QLOG("{} (pid {}) ignored SIGTERM for {} ms, killing it", it->second->what, pid,
+         grace_.count());
+    ::kill(pid, SIGKILL);
 }
 
 void Reaper::check(pid_t pid) {
@@ -337,9 +368,8 @@ ProgramRun::ProgramRun(io::EventLoop& loop, Reaper& reaper, std::string path,
 
 ProgramRun::~ProgramRun() {
     if (child_.running() && !child_.try_wait()) {
-        ::kill(child_.pid(), SIGTERM);
         exit_watch_.reset();
-        reaper_.adopt(std::move(child_), "abandoned policy program");
+        reaper_.terminate(std::move(child_), "abandoned policy program");
     }
 }
 

@@ -57,15 +57,21 @@ class Timer {
     io::EventLoop::TimerId id_ = 0;
 };
 
-// Reaps children nobody waits for any more (via their pidfds). Children still
-// running when the reaper is destroyed are left alone (never block on them).
+// Reaps children nobody waits for any more (via their pidfds). A condemned
+// child (terminate()) gets SIGTERM and SIGCONT (a stopped program must still
+// die), then SIGKILL once `grace` has passed; condemned children still there
+// when the reaper is destroyed are killed, others are left alone (never block
+// on them).
 class Reaper {
   public:
-    explicit Reaper(io::EventLoop& loop) : loop_(loop) {}
+    explicit Reaper(io::EventLoop& loop,
+                    std::chrono::milliseconds grace = std::chrono::milliseconds(2000))
+        : loop_(loop), grace_(grace) {}
     Reaper(const Reaper&) = delete;
     Reaper& operator=(const Reaper&) = delete;
     ~Reaper();
     void adopt(io::Child child, std::string what);
+    void terminate(io::Child child, std::string what);
     size_t size() const { return children_.size(); }
 
   private:
@@ -73,9 +79,13 @@ class Reaper {
         io::Child child;
         std::string what;
         Watch watch;
+        std::unique_ptr<Timer> kill_timer; // set for condemned children
     };
+    Entry* add(io::Child child, std::string what);
     void check(pid_t pid);
+    void kill_now(pid_t pid);
     io::EventLoop& loop_;
+    std::chrono::milliseconds grace_;
     std::map<pid_t, std::unique_ptr<Entry>> children_;
 };
 

@@ -34,6 +34,14 @@ bool send_frame_nonblocking(int fd, uint32_t type, std::span<const std::byte> pa
 }
 } // namespace
 
+template <typename... Args>
+void Daemon::log_limited(bool vm, fmt::format_string<Args...> format, Args&&... args) {
+    auto admission = (vm ? vm_log_limiter_ : client_log_limiter_).admit();
+    if (!admission.log) return;
+    QLOG("{}{}", fmt::format(format, std::forward<Args>(args)...),
+         io::suppressed_note(admission.suppressed));
+}
+
 // ---- handshake --------------------------------------------------------------
 
 std::optional<uint32_t> agent_handshake(transport::Channel& channel, int timeout_ms) {
@@ -95,7 +103,8 @@ bool ClientSocket::create() {
         return false;
     }
     // World-accessible socket; the directory guards it. Usable once it exists.
-    io::Fd fd = io::listen_unix(socket_name_, {.backlog = kListenBacklog, .nonblocking = true, .bind_umask = 0});
+    io::Fd fd = io::listen_unix(socket_name_,
+                                {.backlog = kListenBacklog, .nonblocking = true, .bind_umask = 0});
     if (!fd) {
         QLOG_ERRNO("cannot create socket {}", socket_name_);
         return false;
@@ -295,16 +304,16 @@ void Daemon::handle_agent_frame(const Frame& frame) {
 void Daemon::handle_trigger(const Frame& frame) {
     auto decoded = protocol::decode_trigger(frame.header.type, frame.payload);
     if (!decoded.valid) {
-        QLOG("refusing invalid {} from {} (ident '{}'): {}",
-             protocol::msg_type_name(frame.header.type), config_.settings.domname,
-             protocol::sanitize_name(protocol::get_fixed_string(decoded.ident), " "),
-             decoded.error);
+        log_limited(true, "refusing invalid {} from {} (ident '{}'): {}",
+                    protocol::msg_type_name(frame.header.type), config_.settings.domname,
+                    io::log_field(protocol::get_fixed_string(decoded.ident)),
+                    io::log_field(decoded.error, 256));
         send_refused(decoded.ident);
         return;
     }
     if (pending_count() >= kMaxPending) {
-        QLOG("too many pending requests ({}), refusing '{}'", kMaxPending,
-             protocol::ident_text(decoded.ident));
+        log_limited(true, "too many pending requests ({}), refusing '{}'", kMaxPending,
+                    io::log_field(protocol::ident_text(decoded.ident)));
         send_refused(decoded.ident);
         return;
     }
@@ -337,6 +346,7 @@ void Daemon::reconnect_agent(int signal_fd) {
     socket_.remove();
     clients_.clear();
     port_client_.fill(0);
+    admission_ = io::AdmissionTable(kMaxClients);
     requests_.clear();
     agent_watch_.reset();
     agent_.reset();
@@ -376,9 +386,18 @@ void Daemon::on_accept() {
         return;
     }
     io::Fd fd(raw);
-    if (clients_.size() >= kMaxClients) {
-        QLOG("too many clients ({}), rejecting a connection", kMaxClients);
+    auto decision = admission_.decide(clients_.size());
+    if (!decision.admit) {
+        log_limited(false, "too many clients ({}) with calls in progress, rejecting a connection",
+                    clients_.size());
         return;
+    }
+    if (decision.evict) {
+        log_limited(false,
+                    "too many clients ({}): dropping the oldest one that has not sent its "
+                    "command",
+                    clients_.size());
+        close_client(*decision.evict);
     }
     if (!send_frame_nonblocking(fd.get(), protocol::MSG_HELLO,
                                 protocol::encode_hello(protocol::kClientProtocolVersion)))
@@ -389,12 +408,26 @@ void Daemon::on_accept() {
     client->fd = std::move(fd);
     client->watch = Watch(loop_, client->fd.get(), client_events(),
                           [this, id](uint32_t ev) { on_client_events(id, ev); });
+    client->idle = std::make_unique<Timer>(loop_);
+    client->idle->start(config_.settings.timeouts.client_idle, [this, id] {
+        log_limited(false, "client sent no complete command within {} ms, closing it",
+                    config_.settings.timeouts.client_idle.count());
+        close_client(id);
+    });
+    admission_.opened(id);
     clients_[id] = std::move(client);
+}
+
+void Daemon::client_started_running(Client& client) {
+    client.state = ClientState::Running;
+    client.idle.reset();
+    admission_.completed(client.id);
 }
 
 void Daemon::close_client(uint64_t id) {
     auto it = clients_.find(id);
     if (it == clients_.end()) return;
+    admission_.closed(id);
     if (auto port = it->second->notify_port) {
         auto& slot = port_client_[*port - PortAllocator::kFirstPort];
         if (slot == id) slot = 0;
@@ -412,7 +445,7 @@ void Daemon::on_client_events(uint64_t id, uint32_t events) {
         // The client's only business now is to close; anything else ends it too.
         char byte;
         if (::read(client.fd.get(), &byte, 1) > 0)
-            QLOG("unexpected data from a client in RUNNING state, closing it");
+            log_limited(false, "unexpected data from a client in RUNNING state, closing it");
         close_client(id);
         return;
     }
@@ -442,7 +475,7 @@ void Daemon::on_client_events(uint64_t id, uint32_t events) {
         }
     }
     if (client.in.buffered()) {
-        QLOG("unexpected data after the command from a client, closing it");
+        log_limited(false, "unexpected data after the command from a client, closing it");
         close_client(id);
     }
 }
@@ -451,7 +484,7 @@ bool Daemon::handle_client_frame(Client& client, const Frame& frame) {
     if (client.state == ClientState::Hello) {
         auto version = protocol::decode_hello(frame.payload);
         if (!version || *version < protocol::kClientProtocolVersion) {
-            QLOG("client protocol version {} too old", version.value_or(0));
+            log_limited(false, "client protocol version {} too old", version.value_or(0));
             return false;
         }
         client.state = ClientState::Cmdline;
@@ -465,7 +498,7 @@ bool Daemon::handle_cmdline(Client& client, const Frame& frame) {
     auto params = *protocol::decode_exec_params(frame.payload);
     auto body = std::span<const std::byte>(frame.payload).subspan(protocol::kExecParamsSize);
     if (body.back() != std::byte{0}) {
-        QLOG("client command not NUL-terminated, closing it");
+        log_limited(false, "client command not NUL-terminated, closing it");
         return false;
     }
 
@@ -474,18 +507,18 @@ bool Daemon::handle_cmdline(Client& client, const Frame& frame) {
         auto ident = protocol::get_fixed_string(body);
         matched = find_pending(ident);
         if (!matched) {
-            QLOG("SERVICE_CONNECT for '{}': not requested or already handled",
-                 protocol::sanitize_name(ident, " "));
+            log_limited(false, "SERVICE_CONNECT for '{}': not requested or already handled",
+                        io::log_field(ident));
             return false;
         }
         matched->mark_finished(); // allowed: a later failure must not refuse it
     } else if (params.connect_port != 0) {
-        QLOG("{} from a client with connect_port {} (expected 0); accepted",
-             protocol::msg_type_name(type), params.connect_port);
+        log_limited(false, "{} from a client with connect_port {} (expected 0); accepted",
+                    protocol::msg_type_name(type), params.connect_port);
     }
     // From here on, a matched request is either forwarded or refused.
     auto give_up = [&](const std::string& why) {
-        QLOG("{}", why);
+        log_limited(false, "{}", why);
         if (matched) {
             send_refused(matched->ident());
             retire_request(matched->id());
@@ -495,6 +528,10 @@ bool Daemon::handle_cmdline(Client& client, const Frame& frame) {
 
     uint32_t port = params.connect_port;
     if (port == 0) {
+        if (params.connect_domain != 0 && ports_.held_by(params.connect_domain) >= kMaxPortsPerPeer)
+            return give_up("domain " + std::to_string(params.connect_domain) + " holds " +
+                           std::to_string(kMaxPortsPerPeer) +
+                           " data ports already (calls not yet connected or finished)");
         auto allocated = ports_.allocate(params.connect_domain);
         if (!allocated)
             return give_up("no free port for domain " + std::to_string(params.connect_domain));
@@ -521,7 +558,7 @@ bool Daemon::handle_cmdline(Client& client, const Frame& frame) {
     forward.insert(forward.end(), body.begin(), body.end());
     send_to_agent(type, forward);
     if (matched) retire_request(matched->id());
-    client.state = ClientState::Running;
+    client_started_running(client);
     return true;
 }
 

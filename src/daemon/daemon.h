@@ -8,8 +8,12 @@
 #include "daemon/inprocess_policy.h"
 #include "daemon/port_allocator.h"
 #include "daemon/request.h"
+#include "io/admission.h"
 #include "io/event_loop.h"
+#include "io/log_field.h"
+
 #include "transport/vchan.h"
+#include <fmt/format.h>
 
 #include <array>
 #include <cstdint>
@@ -64,6 +68,12 @@ class Daemon final : public RequestHost {
   public:
     static constexpr size_t kMaxClients = 256;
     static constexpr size_t kMaxPending = 256;
+    // Data ports one peer VM may hold at a time on this daemon: a VM that never
+    // serves its data connections cannot starve the other peers (dom0 exempt).
+    static constexpr size_t kMaxPortsPerPeer = 96;
+    // Log lines about one source's rejected requests: a burst, then 1/s.
+    static constexpr unsigned kLogBurst = 20;
+    static constexpr std::chrono::milliseconds kLogInterval{1000};
 
     Daemon(io::EventLoop& loop, DaemonConfig config, std::unique_ptr<transport::Backend> backend);
     ~Daemon() override;
@@ -82,6 +92,7 @@ class Daemon final : public RequestHost {
     void keep_disposable(io::Fd connection, std::string name) override;
     void kill_disposable(std::string name) override;
     const PolicyCache* policy_cache() const override { return policy_cache_.get(); }
+    io::RateLimiter* refusal_log_limiter() override { return &vm_log_limiter_; }
 
   private:
     enum class ClientState { Hello, Cmdline, Running };
@@ -92,6 +103,7 @@ class Daemon final : public RequestHost {
         ClientState state = ClientState::Hello;
         FrameBuffer in;
         std::optional<uint32_t> notify_port;
+        std::unique_ptr<Timer> idle; // until the complete command arrived
     };
     struct Background {
         std::unique_ptr<UnixExchange> exchange;
@@ -122,6 +134,10 @@ class Daemon final : public RequestHost {
     bool handle_client_frame(Client& client, const Frame& frame);
     bool handle_cmdline(Client& client, const Frame& frame);
     void close_client(uint64_t id);
+    void client_started_running(Client& client);
+    // A rate-limited log line about the VM (true) or the local clients (false).
+    template <typename... Args>
+    void log_limited(bool vm, fmt::format_string<Args...> format, Args&&... args);
 
     size_t pending_count() const;
     Request* find_pending(std::string_view ident);
@@ -150,6 +166,9 @@ class Daemon final : public RequestHost {
 
     uint64_t next_id_ = 1;
     std::map<uint64_t, std::unique_ptr<Client>> clients_;
+    io::AdmissionTable admission_{kMaxClients}; // clients that have not sent their command
+    io::RateLimiter vm_log_limiter_{kLogBurst, kLogInterval};
+    io::RateLimiter client_log_limiter_{kLogBurst, kLogInterval};
     std::map<uint64_t, std::unique_ptr<Background>> background_;
     std::map<uint64_t, std::unique_ptr<Request>> requests_; // after background_ (see ~Daemon)
     std::vector<std::function<void()>> deferred_;

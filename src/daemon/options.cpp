@@ -121,16 +121,21 @@ int startup_timeout_seconds(const char* value) {
     return static_cast<int>(seconds);
 }
 
+std::optional<std::chrono::milliseconds> seconds_from_environment(const char* value) {
+    if (!value) return std::nullopt;
+    char* end = nullptr;
+    double seconds = std::strtod(value, &end);
+    if (end == value || *end != '\0' || !std::isfinite(seconds) || seconds <= 0 || seconds > 86400)
+        return std::nullopt;
+    return std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
+}
+
 Timeouts timeouts_from_environment(const char* override_value) {
     Timeouts timeouts;
-    if (!override_value) return timeouts;
-    char* end = nullptr;
-    double seconds = std::strtod(override_value, &end);
-    if (end == override_value || *end != '\0' || !std::isfinite(seconds) || seconds <= 0 ||
-        seconds > 86400)
-        return timeouts;
-    std::chrono::milliseconds ms(static_cast<long long>(seconds * 1000));
-    return Timeouts{ms, ms, ms, ms};
+    auto ms = seconds_from_environment(override_value);
+    if (!ms) return timeouts;
+    timeouts.policy = timeouts.qubesd = timeouts.target = timeouts.dom0_client = *ms;
+    return timeouts;
 }
 
 } // namespace qrexec::daemon

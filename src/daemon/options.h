@@ -46,8 +46,15 @@ struct Timeouts {
     std::chrono::milliseconds qubesd{300'000};     // VM start / disposable creation
     std::chrono::milliseconds target{60'000};      // target daemon connect + reply
     std::chrono::milliseconds dom0_client{60'000}; // qrexec-client connecting back
+    // A local client that has not sent its complete command by then is dropped
+    // (like the agent's 10 s for qrexec-client-vm). QREXEC_CLIENT_IDLE_TIMEOUT.
+    std::chrono::milliseconds client_idle{10'000};
+    // A timed-out policy program gets SIGTERM (and SIGCONT), SIGKILL after this.
+    std::chrono::milliseconds kill_grace{2'000};
 };
 // QREXEC_REQUEST_TIMEOUT (seconds, may be fractional) overrides every step.
 Timeouts timeouts_from_environment(const char* override_value);
+// Seconds (may be fractional, 0 < s <= 86400) from an environment value, or nullopt.
+std::optional<std::chrono::milliseconds> seconds_from_environment(const char* value);
 
 } // namespace qrexec::daemon

@@ -40,4 +40,10 @@ size_t PortAllocator::in_use() const {
         std::count_if(slots_.begin(), slots_.end(), [](const auto& s) { return s.has_value(); }));
 }
 
+size_t PortAllocator::held_by(uint32_t peer_domain) const {
+    return static_cast<size_t>(std::count_if(slots_.begin(), slots_.end(), [&](const auto& s) {
+        return s.has_value() && *s == peer_domain;
+    }));
+}
+
 } // namespace qrexec::daemon

@@ -26,6 +26,7 @@ class PortAllocator {
     bool release(uint32_t peer_domain, uint32_t port);
     std::optional<uint32_t> peer_of(uint32_t port) const;
     size_t in_use() const;
+    size_t held_by(uint32_t peer_domain) const;
 
   private:
     uint32_t own_domain_;

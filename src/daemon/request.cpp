@@ -33,16 +33,19 @@ Request::~Request() {
     dom0_watch_.reset();
     if (dom0_client_.running() && !dom0_client_.try_wait()) {
         // Unanswered qrexec-client: it can no longer connect back usefully.
-        if (!finished_) ::kill(dom0_client_.pid(), SIGTERM);
-        host_.reaper().adopt(std::move(dom0_client_), "qrexec-client for " + describe());
+        if (!finished_ || refused_)
+            host_.reaper().terminate(std::move(dom0_client_), "qrexec-client for " + describe());
+        else
+            host_.reaper().adopt(std::move(dom0_client_), "qrexec-client for " + describe());
     }
     if (disposable_) host_.kill_disposable(*disposable_);
 }
 
 std::string Request::describe() const {
-    return "request '" + ident_text_ + "' (" + settings_.domname + " -> " +
-           (trigger_.target.empty() ? std::string("''") : trigger_.target) + ", " +
-           trigger_.service + ")";
+    // VM-supplied fields: bounded and escaped (a service name may be 65000 bytes).
+    return "request '" + io::log_field(ident_text_) + "' (" + settings_.domname + " -> " +
+           (trigger_.target.empty() ? std::string("''") : io::log_field(trigger_.target)) + ", " +
+           io::log_field(trigger_.service) + ")";
 }
 
 void Request::start() {
@@ -59,10 +62,20 @@ void Request::arm(std::chrono::milliseconds timeout, const char* what) {
     });
 }
 
+std::optional<std::string> Request::log_admitted() {
+    io::RateLimiter* limiter = host_.refusal_log_limiter();
+    if (!limiter) return std::string();
+    auto admission = limiter->admit();
+    if (!admission.log) return std::nullopt;
+    return io::suppressed_note(admission.suppressed);
+}
+
 void Request::refuse(const std::string& reason) {
     if (finished_) return;
-    QLOG("refusing {}: {}", describe(), reason);
+    if (auto note = log_admitted())
+        QLOG("refusing {}: {}{}", describe(), io::log_field(reason, 512), *note);
     finished_ = true;
+    refused_ = true;
     deadline_.cancel();
     if (stage_ == Stage::Dom0 && dom0_client_.running()) ::kill(dom0_client_.pid(), SIGTERM);
     host_.request_refuse(*this);
@@ -89,16 +102,18 @@ void Request::on_policy_socket(UnixExchange::Result result) {
     using Outcome = UnixExchange::Outcome;
     switch (result.outcome) {
     case Outcome::ConnectFailed:
-        QLOG("cannot connect to policy daemon at {}: {}; using {}", settings_.policy_socket,
-             io::errno_text(result.error), settings_.policy_program);
+        if (auto note = log_admitted())
+            QLOG("cannot connect to policy daemon at {}: {}; using {}{}", settings_.policy_socket,
+                 io::errno_text(result.error), settings_.policy_program, *note);
         run_policy_program();
         return;
     case Outcome::IoError:
         refuse("policy daemon connection failed: " + io::errno_text(result.error));
         return;
     case Outcome::TooLong:
-        QLOG("policy daemon reply longer than {} bytes; using {}", kMaxPolicyReply,
-             settings_.policy_program);
+        if (auto note = log_admitted())
+            QLOG("policy daemon reply longer than {} bytes; using {}{}", kMaxPolicyReply,
+                 settings_.policy_program, *note);
         run_policy_program();
         return;
     case Outcome::Reply:
@@ -106,8 +121,9 @@ void Request::on_policy_socket(UnixExchange::Result result) {
     }
     auto parse = parse_policy_reply(result.reply);
     if (!parse.decision) {
-        QLOG("malformed reply from policy daemon ({}); using {}", parse.error,
-             settings_.policy_program);
+        if (auto note = log_admitted())
+            QLOG("malformed reply from policy daemon ({}); using {}{}",
+                 io::log_field(parse.error, 256), settings_.policy_program, *note);
         run_policy_program();
         return;
     }
@@ -163,7 +179,7 @@ void Request::on_in_process_reply(const std::string& reply) {
 
 void Request::decide(const PolicyParse& parse, const char* from) {
     for (const auto& line : parse.ignored_lines)
-        QLOG("ignoring unknown line in reply from {}: '{}'", from, line);
+        QLOG("ignoring unknown line in reply from {}: '{}'", from, io::log_field(line));
     const auto& decision = *parse.decision;
     if (!decision.allow) {
         refuse(std::string("denied by ") + from);

@@ -11,6 +11,7 @@
 #include "daemon/options.h"
 #include "daemon/policy.h"
 #include "daemon/port_allocator.h"
+#include "io/log_field.h"
 #include "protocol/trigger.h"
 
 #include <cstdint>
@@ -50,6 +51,9 @@ class RequestHost {
     virtual void kill_disposable(std::string name) = 0;
     // --policy-in-process: the cached policy, or nullptr (policy socket/program).
     virtual const PolicyCache* policy_cache() const { return nullptr; }
+    // Log lines about refused requests of this source go through this limiter
+    // (nullptr: unlimited).
+    virtual io::RateLimiter* refusal_log_limiter() { return nullptr; }
 };
 
 class Request {
@@ -102,6 +106,8 @@ class Request {
 
     void arm(std::chrono::milliseconds timeout, const char* what);
     void refuse(const std::string& reason);
+    // The suffix for an admitted per-request log line, or nullopt (rate-limited).
+    std::optional<std::string> log_admitted();
     void allow(uint32_t domain, uint32_t port);
 
     RequestHost& host_;
@@ -112,6 +118,7 @@ class Request {
     PolicyQuery query_;
     Stage stage_ = Stage::Created;
     bool finished_ = false;
+    bool refused_ = false;
 
     CallPlan plan_;
     std::optional<std::string> disposable_; // created by us, not yet handed over

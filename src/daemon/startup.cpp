@@ -141,6 +141,8 @@ int serve(const Options& options, io::Fd& status_pipe, int timeout_seconds, bool
     settings.qrexec_client =
         options.qrexec_client ? *options.qrexec_client : default_qrexec_client();
     settings.timeouts = timeouts_from_environment(env("QREXEC_REQUEST_TIMEOUT"));
+    if (auto idle = seconds_from_environment(env("QREXEC_CLIENT_IDLE_TIMEOUT")))
+        settings.timeouts.client_idle = *idle;
     config.uuid = options.uuid;
     config.default_user = options.default_user;
     if (options.policy_in_process || env_flag_enabled(env("QREXEC_POLICY_IN_PROCESS"))) {

@@ -28,6 +28,14 @@ std::string errno_text(int err) { return std::strerror(err); }
 
 void write_log_line(const char* file, int line, const char* func, std::string_view message) {
     int saved_errno = errno;
+    // Last line of defence against a field that escaped io::log_field().
+    constexpr size_t kMaxMessage = 4096;
+    std::string clipped;
+    if (message.size() > kMaxMessage) {
+        clipped = fmt::format("{}...(+{} bytes)", message.substr(0, kMaxMessage),
+                              message.size() - kMaxMessage);
+        message = clipped;
+    }
     timeval now{};
     gettimeofday(&now, nullptr);
     tm local{};

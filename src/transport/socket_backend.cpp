@@ -24,6 +24,11 @@ using Clock = std::chrono::steady_clock;
 // Large kernel buffers let one writev carry a whole 64 KiB frame.
 constexpr int kSocketBufferBytes = 1 << 20;
 
+// Data-connection wait: 50 us doubling to 1 s (about 20 tries in the first
+// second, then one per second).
+constexpr std::chrono::microseconds kFirstConnectPause{50};
+constexpr std::chrono::microseconds kMaxConnectPause{1'000'000};
+
 int remaining_ms(Clock::time_point deadline, int timeout_ms) {
     if (timeout_ms < 0) return -1;
     auto left =
@@ -203,10 +208,11 @@ std::unique_ptr<Channel> SocketBackend::connect(int peer_domain, int port, int t
     }
     auto deadline = Clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
     // The server appears once its side learned the port (usually within a
-    // millisecond). Retry quickly, backing off to 1 ms. (An inotify watch on the
-    // directory was tried: closing an inotify instance costs ~10 ms in the kernel,
-    // more than it saves.)
-    auto pause = std::chrono::microseconds(50);
+    // millisecond), but a peer that never serves it must not cost CPU for the
+    // whole timeout: retry quickly at first, then back off exponentially to
+    // kMaxConnectPause. (An inotify watch on the directory was tried: closing
+    // an inotify instance costs ~10 ms in the kernel, more than it saves.)
+    auto pause = kFirstConnectPause;
     for (;;) {
         io::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
         if (!fd) {
@@ -224,8 +230,11 @@ std::unique_ptr<Channel> SocketBackend::connect(int peer_domain, int port, int t
             QLOG("timeout connecting to vchan socket {}", path);
             return nullptr;
         }
-        std::this_thread::sleep_for(pause);
-        pause = std::min(pause * 2, std::chrono::microseconds(1000));
+        auto left = timeout_ms < 0 ? kMaxConnectPause
+                                   : std::chrono::microseconds(std::chrono::milliseconds(
+                                         remaining_ms(deadline, timeout_ms)));
+        std::this_thread::sleep_for(std::min(pause, left));
+        pause = std::min(pause * 2, kMaxConnectPause);
     }
 }
 

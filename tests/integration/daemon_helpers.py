@@ -501,3 +501,126 @@ def write_fake_qrexec_client(path):
         f.write(FAKE_QREXEC_CLIENT)
     os.chmod(path, 0o755)
     return path
+
+
+# ---- a real world: real agents, daemons, callers (issue 11 suites) ------------------------
+
+def write_service(directory, name, body):
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n" + body + "\n")
+    os.chmod(path, 0o755)
+    return path
+
+
+def proc_children(pid):
+    """Direct children of pid, forked by any of its threads (any state,
+    zombies included)."""
+    children = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children += [int(p) for p in f.read().split()]
+        except OSError:
+            pass
+    return children
+
+
+def proc_state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def peak_rss_kb(pid):
+    """VmHWM of a live process (kB), or None."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class RealVm:
+    """A real qrexec-agent for (domid, name) and its real qrexec-daemon."""
+
+    def __init__(self, qenv, domid, name, services, daemon_kwargs=None, agent_args=("-S",)):
+        self.qenv = qenv
+        self.domid = domid
+        self.name = name
+        self.services = services
+        self.trigger = os.path.join(qenv.root, f"agent-{domid}.sock")
+        self.env = dict(qenv.env, VCHAN_DOMAIN=str(domid), QREXEC_SERVICE_PATH=services)
+        self.agent_log_path = os.path.join(qenv.root, f"agent-{name}.stderr")
+        self.agent_log = open(self.agent_log_path, "w")
+        self.agent = subprocess.Popen(
+            [bin_path("qrexec-agent"), "-a", self.trigger] + list(agent_args), env=self.env,
+            stdin=subprocess.DEVNULL, stdout=self.agent_log, stderr=self.agent_log)
+        kwargs = dict(daemon_kwargs or {})
+        extra_env = dict(kwargs.pop("extra_env", {}))
+        extra_env.setdefault("QREXEC_SERVICE_PATH", services)
+        self.daemon = qenv.daemon(domid, name, extra_env=extra_env, **kwargs)
+        self.daemon.wait_socket(timeout=30)
+        wait_for(lambda: os.path.exists(self.trigger), what=f"agent socket of {name}")
+
+    def call_cmd(self, target, service):
+        return [bin_path("qrexec-client-vm"), "-a", self.trigger, target, service]
+
+    def call(self, target, service, data=b"", timeout=60):
+        return subprocess.run(self.call_cmd(target, service), env=self.env, input=data,
+                              capture_output=True, timeout=timeout)
+
+    def popen(self, target, service, **kwargs):
+        return subprocess.Popen(self.call_cmd(target, service), env=self.env, **kwargs)
+
+    def agent_log_text(self):
+        self.agent_log.flush()
+        with open(self.agent_log_path) as f:
+            return f.read()
+
+    def stop(self):
+        if self.agent.poll() is None:
+            self.agent.terminate()
+            try:
+                self.agent.wait(DEFAULT_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.agent.kill()
+                self.agent.wait()
+        self.agent_log.close()
+
+
+def dom0_call_cmd(qenv, vm_name, command):
+    return [bin_path("qrexec-client"), f"--socket-dir={qenv.socket_dir}", "-d", vm_name, command]
+
+
+def real_policy(user=None):
+    """A fake policy daemon reply function: allow everything to the intended
+    target as `user` (the agent's own user), deny services named *Denied*."""
+    import getpass
+    user = user or getpass.getuser()
+
+    def reply(req):
+        text = req.decode()
+        if "Denied" in text:
+            return b"result=deny\n"
+        target = text.split("intended_target=")[1].split("\n")[0]
+        return allow_reply(target, user=user)
+    return reply
+
+
+def zombie_children(pid):
+    return [c for c in proc_children(pid) if proc_state(c) == "Z"]

@@ -69,3 +69,13 @@ TEST(PortAllocator, ExhaustionAndRange) {
     EXPECT_FALSE(PortAllocator::in_range(769));
     EXPECT_FALSE(PortAllocator::in_range(0));
 }
+
+TEST(PortAllocator, CountsPortsHeldPerPeer) {
+    PortAllocator ports(42);
+    ports.allocate(7);
+    ports.allocate(7);
+    ports.allocate(0);
+    EXPECT_EQ(ports.held_by(7), 2u);
+    EXPECT_EQ(ports.held_by(0), 1u);
+    EXPECT_EQ(ports.held_by(8), 0u);
+}

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,7 +16,7 @@ using namespace qrexec::transport;
 namespace {
 
 class TempDir {
-public:
+  public:
     TempDir() {
         char tmpl[] = "/tmp/qrexec-transport-XXXXXX";
         path_ = mkdtemp(tmpl);
@@ -23,7 +24,7 @@ public:
     ~TempDir() { std::filesystem::remove_all(path_); }
     const std::string& path() const { return path_; }
 
-private:
+  private:
     std::string path_;
 };
 
@@ -32,7 +33,7 @@ SocketBackend backend_for(const TempDir& dir, int domain) {
 }
 
 bool exists(const std::string& path) {
-    struct stat st{};
+    struct stat st {};
     return ::lstat(path.c_str(), &st) == 0;
 }
 
@@ -68,7 +69,8 @@ TEST(SocketBackend, ClientWaitsForTheServerToAppear) {
     TempDir dir;
     auto server_side = backend_for(dir, 3);
     auto client_side = backend_for(dir, 4);
-    auto pending = std::async(std::launch::async, [&] { return client_side.connect(3, 600, 5000); });
+    auto pending =
+        std::async(std::launch::async, [&] { return client_side.connect(3, 600, 5000); });
     // The client is already waiting (its socket file does not exist yet).
     EXPECT_EQ(pending.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout);
     auto server = server_side.listen(4, 600, 4096);
@@ -107,4 +109,37 @@ TEST(SocketBackend, ReadReportsPeerClose) {
     client.reset();
     std::array<std::byte, 4> buf{};
     EXPECT_FALSE(accepted->recv_all(buf, 1000));
+}
+
+// Issue 11 weak point 2: a data connection nobody serves is waited for with a
+// backoff that grows to a second, not polled every millisecond. Counted as
+// voluntary context switches (one per sleep), not timed.
+TEST(SocketBackend, WaitingForAMissingServerBacksOffInsteadOfPolling) {
+    TempDir dir;
+    auto client_side = backend_for(dir, 4);
+    auto waits = std::async(std::launch::async, [&] {
+        rusage before{}, after{};
+        getrusage(RUSAGE_THREAD, &before);
+        auto channel = client_side.connect(9, 700, 3000);
+        getrusage(RUSAGE_THREAD, &after);
+        EXPECT_FALSE(channel);
+        return after.ru_nvcsw - before.ru_nvcsw;
+    });
+    // 1 ms polling would sleep ~3000 times in 3 s; the backoff ~20 + 2.
+    EXPECT_LT(waits.get(), 60);
+}
+
+TEST(SocketBackend, AServerAppearingLateIsStillFoundPromptlyAfterBackoff) {
+    TempDir dir;
+    auto server_side = backend_for(dir, 3);
+    auto client_side = backend_for(dir, 4);
+    auto pending =
+        std::async(std::launch::async, [&] { return client_side.connect(3, 601, 20000); });
+    // Let the client reach its long pauses (it is waiting on a missing path).
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    auto server = server_side.listen(4, 601, 4096);
+    ASSERT_TRUE(server);
+    auto channel = pending.get(); // within about one more second (not asserted: load)
+    ASSERT_TRUE(channel);
+    EXPECT_TRUE(server->wait_for_client(1000));
 }
