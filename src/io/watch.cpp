@@ -1,0 +1,85 @@
+#include "io/watch.h"
+
+#include "io/log.h"
+
+#include <sys/epoll.h>
+
+#include <utility>
+
+namespace qrexec::io {
+
+// ---- Watch / Timer ----------------------------------------------------------
+
+Watch::Watch(EventLoop& loop, int fd, uint32_t events, EventLoop::FdHandler handler)
+    : loop_(&loop), fd_(fd) {
+    loop.watch(fd, events, std::move(handler));
+}
+
+Watch::Watch(Watch&& other) noexcept
+    : loop_(std::exchange(other.loop_, nullptr)), fd_(std::exchange(other.fd_, -1)) {}
+
+Watch& Watch::operator=(Watch&& other) noexcept {
+    if (this != &other) {
+        reset();
+        loop_ = std::exchange(other.loop_, nullptr);
+        fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+}
+
+void Watch::modify(uint32_t events) {
+    if (loop_) loop_->modify(fd_, events);
+}
+
+void Watch::reset() {
+    if (loop_) loop_->unwatch(fd_);
+    loop_ = nullptr;
+    fd_ = -1;
+}
+
+void Timer::start(std::chrono::milliseconds delay, std::function<void()> handler) {
+    cancel();
+    id_ = loop_->add_timer(delay, [this, handler = std::move(handler)] {
+        id_ = 0;
+        handler();
+    });
+}
+
+void Timer::cancel() {
+    if (id_) loop_->cancel_timer(id_);
+    id_ = 0;
+}
+
+// ---- Reaper -----------------------------------------------------------------
+
+Reaper::~Reaper() {
+    for (auto& [pid, entry] : children_) {
+        entry->watch.reset();
+        entry->child.detach(); // never block the daemon's exit on a child
+    }
+}
+
+void Reaper::adopt(Child child, std::string what) {
+    if (!child.running() || child.try_wait()) return;
+    pid_t pid = child.pid();
+    if (child.exit_fd() < 0) {
+        QLOG("cannot watch {} (pid {}), leaving it unreaped", what, pid);
+        child.detach();
+        return;
+    }
+    auto entry = std::make_unique<Entry>(Entry{std::move(child), std::move(what), Watch()});
+    entry->watch =
+        Watch(loop_, entry->child.exit_fd(), EPOLLIN, [this, pid](uint32_t) { check(pid); });
+    children_[pid] = std::move(entry);
+}
+
+void Reaper::check(pid_t pid) {
+    auto it = children_.find(pid);
+    if (it == children_.end()) return;
+    if (auto status = it->second->child.try_wait()) {
+        if (*status != 0) QLOG("{} (pid {}) exited with status {}", it->second->what, pid, *status);
+        children_.erase(it);
+    }
+}
+
+} // namespace qrexec::io
