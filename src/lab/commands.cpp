@@ -2,6 +2,7 @@
 
 #include "io/fd.h"
 #include "io/process.h"
+#include "io/unix_address.h"
 #include "lab/calllog.h"
 #include "lab/embedded.h"
 #include "lab/launch.h"
@@ -494,13 +495,11 @@ std::unique_ptr<AskServer> open_ask_server(const StatePaths& paths, const std::s
     auto server = std::make_unique<AskServer>();
     server->socket_path = fmt::format("{}/{}.sock", paths.ask_dir(), getpid());
     server->record_path = fmt::format("{}/{}.json", paths.ask_dir(), getpid());
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (server->socket_path.size() >= sizeof addr.sun_path) return nullptr;
-    std::strcpy(addr.sun_path, server->socket_path.c_str());
+    auto addr = io::UnixAddress::from_path(server->socket_path);
+    if (!addr) return nullptr;
     server->listener.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     unlink(server->socket_path.c_str());
-    if (bind(server->listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+    if (bind(server->listener.get(), addr->get(), addr->size()) != 0 ||
         listen(server->listener.get(), 4) != 0)
         return nullptr;
     json record{{"pid", getpid()},
@@ -806,12 +805,8 @@ int cmd_ask(const Context& ctx, const std::vector<std::string>& args) {
         question["proposed"] =
             std::find(targets.begin(), targets.end(), intended) != targets.end() ? intended : def;
         io::Fd s(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        std::string path = r.value("socket", "");
-        if (path.size() >= sizeof addr.sun_path) continue;
-        std::strcpy(addr.sun_path, path.c_str());
-        if (connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) continue;
+        auto addr = io::UnixAddress::from_path(r.value("socket", ""));
+        if (!addr || connect(s.get(), addr->get(), addr->size()) != 0) continue;
         io::write_all(s.get(), question.dump() + "\n");
         std::string reply;
         while ((n = read(s.get(), buf, sizeof buf)) > 0)
