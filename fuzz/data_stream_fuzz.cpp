@@ -2,7 +2,9 @@
 // engine must end the call cleanly, never crash or hang.
 // Build: CXX=clang++ cmake -S . -B build-fuzz -DQREXEC_FUZZ=ON && ninja -C build-fuzz
 // data_stream_fuzz Run:   build-fuzz/data_stream_fuzz -max_len=65536 -timeout=5
+#include "fuzz_util.h"
 #include "io/fd.h"
+#include "protocol/frame.h"
 #include "stream/engine.h"
 #include "transport/socket_backend.h"
 
@@ -14,6 +16,7 @@
 #include <cstdint>
 
 using namespace qrexec;
+using fuzz::require;
 
 namespace {
 
@@ -47,6 +50,43 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     config.input = input_at_eof();
     config.output = dev_null();
     config.error = service ? input_at_eof() : dev_null();
-    stream::run_engine(*channel, std::move(config), nullptr);
+    auto result = stream::run_engine(*channel, std::move(config), nullptr);
+
+    // Invariants, from an independent walk of the same bytes with the frame
+    // assembler: a client reports the first EXIT_CODE that came before any
+    // bad frame; an oversized or unknown frame before it is a protocol error
+    // and no exit code. (A service may end before reading everything.)
+    auto bytes = std::span(reinterpret_cast<const std::byte*>(data + 1), size - 1);
+    size_t max_chunk = protocol::max_chunk_for_version(version);
+    std::optional<int> first_exit;
+    bool bad_frame = false;
+    for (size_t off = 0;;) {
+        auto frame = protocol::next_frame(bytes.subspan(off), max_chunk);
+        if (frame.status == protocol::FrameStatus::TooLong) {
+            bad_frame = true;
+            break;
+        }
+        if (frame.status != protocol::FrameStatus::Ready) break;
+        uint32_t type = frame.header->type;
+        bool known = type == protocol::MSG_DATA_STDIN || type == protocol::MSG_DATA_STDOUT ||
+                     type == protocol::MSG_DATA_STDERR || type == protocol::MSG_DATA_EXIT_CODE;
+        if (!known) {
+            bad_frame = true;
+            break;
+        }
+        if (!service && type == protocol::MSG_DATA_EXIT_CODE) {
+            first_exit = protocol::decode_exit_code(frame.untrusted_payload);
+            break;
+        }
+        off += frame.size;
+    }
+    if (!service) {
+        if (first_exit)
+            require(result.exit_code == first_exit);
+        else if (bad_frame)
+            require(result.protocol_error && !result.exit_code);
+        else
+            require(!result.exit_code);
+    }
     return 0;
 }

@@ -3,6 +3,7 @@
 // payload). Checks the invariants the daemon relies on.
 #include "protocol/trigger.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <span>
@@ -46,8 +47,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             require(all_safe(*result.valid->requested_source, kDomainExtraChars));
         require(result.valid->requested_source.has_value() ==
                 (header.type == MSG_TRIGGER_SERVICE4));
+        // Round trip: what the decoder accepted, encoded again with the shared
+        // layout table, decodes to the same request.
+        const auto& valid = *result.valid;
+        TriggerRequest again;
+        again.type = valid.type;
+        again.source_domain = valid.requested_source.value_or("");
+        again.target_domain = valid.target;
+        again.ident = valid.ident;
+        again.service_name = valid.service;
+        auto encoded = encode_trigger(again);
+        require(encoded.size() == payload.size());
+        auto redecoded = decode_trigger(header.type, encoded);
+        require(redecoded.valid && redecoded.valid->service == valid.service &&
+                redecoded.valid->target == valid.target &&
+                redecoded.valid->requested_source == valid.requested_source &&
+                redecoded.valid->ident == valid.ident);
     } else {
         require(!result.error.empty());
     }
+    // The ident echoed in a refusal is the one received, byte for byte.
+    auto raw_ident = payload.subspan(trigger_layout(header.type)->ident.offset, kIdentSize);
+    require(std::equal(raw_ident.begin(), raw_ident.end(), result.ident.begin()));
     return 0;
 }

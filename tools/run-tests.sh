@@ -52,6 +52,8 @@ echo "== 4. libFuzzer targets, ${FUZZ_SECONDS}s each ($FUZZ_BUILD)"
 ninja -C "$FUZZ_BUILD"
 for fuzzer in "$FUZZ_BUILD"/*_fuzz; do
   corpus=$(mktemp -d /tmp/qrexec-corpus-XXXXXX)
+  seeds="$ROOT/fuzz/corpus/$(basename "$fuzzer")"
+  [ -d "$seeds" ] && cp "$seeds"/* "$corpus"/
   (cd "$corpus" && "$ROOT/$fuzzer" -max_len=65536 -timeout=10 -max_total_time="$FUZZ_SECONDS" \
      "$corpus" >"$corpus.log" 2>&1) || { tail -40 "$corpus.log"; echo "$fuzzer failed"; exit 1; }
   echo "$(basename "$fuzzer"): $(grep -o 'Done [0-9]* runs' "$corpus.log")"

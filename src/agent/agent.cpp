@@ -7,8 +7,11 @@
 #include "io/log.h"
 #include "io/log_field.h"
 #include "io/process.h"
+#include "io/unix_address.h"
 #include "io/unix_socket.h"
+#include "protocol/frame.h"
 #include "protocol/messages.h"
+#include "protocol/requests.h"
 #include "services/lookup.h"
 #include "services/session.h"
 #include "transport/vchan.h"
@@ -87,31 +90,12 @@ std::optional<int> parse_options(int argc, char** argv, Options& opts) {
 void notify_systemd_ready() {
     const char* target = std::getenv("NOTIFY_SOCKET");
     if (!target || !*target) return;
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::string path = target;
-    if (path.size() >= sizeof addr.sun_path) return;
-    std::memcpy(addr.sun_path, path.c_str(), path.size());
-    if (path[0] == '@') addr.sun_path[0] = '\0'; // abstract namespace
+    auto addr = io::UnixAddress::from_path_or_abstract(target);
+    if (!addr) return;
     io::Fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     const char msg[] = "READY=1";
-    socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
-    if (fd) ::sendto(fd.get(), msg, sizeof msg - 1, 0, reinterpret_cast<sockaddr*>(&addr), len);
+    if (fd) ::sendto(fd.get(), msg, sizeof msg - 1, 0, addr->get(), addr->size());
     unsetenv("NOTIFY_SOCKET");
-}
-
-// "SOCKET<fd>" -> fd; anything else (including an empty ident) is not ours.
-std::optional<int> parse_socket_ident(std::string_view ident) {
-    constexpr std::string_view prefix = "SOCKET";
-    if (ident.substr(0, prefix.size()) != prefix) return std::nullopt;
-    auto digits = ident.substr(prefix.size());
-    if (digits.empty() || digits.size() > 9) return std::nullopt;
-    int value = 0;
-    for (char c : digits) {
-        if (c < '0' || c > '9') return std::nullopt;
-        value = value * 10 + (c - '0');
-    }
-    return value;
 }
 
 class Agent {
@@ -243,16 +227,15 @@ void Agent::on_control_event(uint32_t events) {
     }
     control_in_.insert(control_in_.end(), buffer.begin(), buffer.begin() + n);
     size_t off = 0;
-    while (control_in_.size() - off >= kHeaderSize) {
-        auto header = decode_header(std::span(control_in_).subspan(off).first<kHeaderSize>());
-        if (header.len > kMaxControlPayload)
-            fail(fmt::format("control message too large: {} bytes (type 0x{:x})", header.len,
-                             header.type));
-        if (control_in_.size() - off < kHeaderSize + header.len) break;
-        auto payload = std::span<const std::byte>(control_in_).subspan(off + kHeaderSize,
-                                                                        header.len);
-        handle_control_message(header, payload);
-        off += kHeaderSize + header.len;
+    for (;;) {
+        auto frame =
+            next_frame(std::span<const std::byte>(control_in_).subspan(off), kMaxControlPayload);
+        if (frame.status == FrameStatus::TooLong)
+            fail(fmt::format("control message too large: {} bytes (type 0x{:x})", frame.header->len,
+                             frame.header->type));
+        if (frame.status != FrameStatus::Ready) break;
+        handle_control_message(*frame.header, frame.untrusted_payload);
+        off += frame.size;
     }
     control_in_.erase(control_in_.begin(), control_in_.begin() + static_cast<long>(off));
 }
@@ -268,14 +251,10 @@ void Agent::handle_control_message(Header header, std::span<const std::byte> pay
 }
 
 void Agent::handle_exec(uint32_t type, std::span<const std::byte> payload) {
-    if (payload.size() <= kExecParamsSize)
-        fail(fmt::format("{} too short: {} bytes", msg_type_name(type), payload.size()));
-    auto params = *decode_exec_params(payload);
-    // The last byte is forced to NUL: the command ends at the first NUL.
-    auto body = payload.subspan(kExecParamsSize, payload.size() - kExecParamsSize - 1);
-    auto cmdline = get_fixed_string(body);
-    auto request = make_call_request(type, params.connect_domain, params.connect_port, cmdline,
-                                     true);
+    auto exec = decode_exec_request(payload);
+    if (!exec) fail(fmt::format("{} too short: {} bytes", msg_type_name(type), payload.size()));
+    auto request = make_call_request(type, exec->params.connect_domain, exec->params.connect_port,
+                                     exec->cmdline, true);
     bool wants_session = request.command && request.command->is_service &&
                          !request.command->nogui && !request.config_failed &&
                          request.config.wait_for_session;
@@ -304,13 +283,11 @@ bool Agent::try_fork_server(const CallRequest& request) {
                ? opts_.fork_server_template
                : opts_.fork_server_template.substr(0, pos) + request.user +
                      opts_.fork_server_template.substr(pos + 2);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (path.size() >= sizeof addr.sun_path) return false;
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    auto addr = io::UnixAddress::from_path(path);
+    if (!addr) return false;
     io::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd) return false;
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    if (::connect(fd.get(), addr->get(), addr->size()) != 0) {
         if (errno != ENOENT && errno != ECONNREFUSED)
             QLOG_ERRNO("connect to fork server {}", path);
         return false;
@@ -400,11 +377,10 @@ void Agent::finish_connection(size_t slot) {
 }
 
 void Agent::handle_service_connect(std::span<const std::byte> payload) {
-    if (payload.size() <= kExecParamsSize)
-        fail(fmt::format("MSG_SERVICE_CONNECT too short: {} bytes", payload.size()));
-    auto params = *decode_exec_params(payload);
-    auto body = payload.subspan(kExecParamsSize, payload.size() - kExecParamsSize - 1);
-    auto ident = get_fixed_string(body);
+    auto connect = decode_service_connect(payload);
+    if (!connect) fail(fmt::format("MSG_SERVICE_CONNECT too short: {} bytes", payload.size()));
+    auto params = connect->params;
+    auto ident = connect->ident;
     auto fd = parse_socket_ident(ident);
     auto it = fd ? pending_.find(*fd) : pending_.end();
     if (it == pending_.end()) {
@@ -425,9 +401,9 @@ void Agent::handle_service_connect(std::span<const std::byte> payload) {
 }
 
 void Agent::handle_service_refused(std::span<const std::byte> payload) {
-    if (payload.size() != kIdentSize)
-        fail(fmt::format("MSG_SERVICE_REFUSED with bad length {}", payload.size()));
-    auto ident = get_fixed_string(payload);
+    auto refused = decode_service_refused(payload);
+    if (!refused) fail(fmt::format("MSG_SERVICE_REFUSED with bad length {}", payload.size()));
+    auto ident = *refused;
     auto fd = parse_socket_ident(ident);
     auto it = fd ? pending_.find(*fd) : pending_.end();
     if (it == pending_.end()) {
@@ -522,11 +498,10 @@ void Agent::drop_trigger(int fd, std::string_view why) {
 
 void Agent::on_trigger_readable(int fd) {
     auto& trigger = incoming_.at(fd);
-    size_t want = kHeaderSize;
-    if (trigger.data.size() >= kHeaderSize) {
-        auto header = decode_header(std::span(trigger.data).first<kHeaderSize>());
-        want = kHeaderSize + header.len;
-    }
+    // Read no further than the request's end: the header was checked when it came in.
+    auto so_far = next_frame(std::span<const std::byte>(trigger.data), kMaxTriggerPayload);
+    size_t want =
+        so_far.status == FrameStatus::NeedPayload ? kHeaderSize + so_far.header->len : kHeaderSize;
     size_t old = trigger.data.size();
     trigger.data.resize(want);
     ssize_t n = ::read(fd, trigger.data.data() + old, want - old);
@@ -537,18 +512,20 @@ void Agent::on_trigger_readable(int fd) {
         return;
     }
     trigger.data.resize(old + static_cast<size_t>(n));
-    if (trigger.data.size() < kHeaderSize) return;
-    auto header = decode_header(std::span(trigger.data).first<kHeaderSize>());
-    if (header.type != MSG_TRIGGER_SERVICE4 || header.len <= kTrigger4FixedSize ||
-        header.len > kMaxTriggerPayload) {
+    auto frame = next_frame(std::span<std::byte>(trigger.data), kMaxTriggerPayload);
+    if (!frame.header) return;
+    auto header = *frame.header;
+    if (frame.status == FrameStatus::TooLong || !is_local_trigger_header(header)) {
         drop_trigger(fd, "Invalid request received from qrexec-client-vm, is it outdated?");
         return;
     }
-    if (trigger.data.size() < kHeaderSize + header.len) return;
+    if (frame.status != FrameStatus::Ready) return;
 
     // Complete: mark it with our handle for the answer, forward it byte-identical otherwise.
-    auto ident = fmt::format("SOCKET{}", fd);
-    std::memcpy(trigger.data.data() + kHeaderSize + 128, ident.c_str(), ident.size() + 1);
+    if (!set_trigger_ident(header.type, frame.untrusted_payload, make_socket_ident(fd))) {
+        drop_trigger(fd, "Invalid request received from qrexec-client-vm, is it outdated?");
+        return;
+    }
     loop_.unwatch(fd);
     loop_.cancel_timer(trigger.timer);
     trigger_admission_.completed(static_cast<uint64_t>(fd));
@@ -607,14 +584,11 @@ int agent_main(int argc, char** argv) {
         QLOG("Failed to receive dom0's HELLO");
         return 1;
     }
-    auto header = decode_header(std::span(reply).first<kHeaderSize>());
-    if (header.type != MSG_HELLO || header.len != 4) {
-        QLOG("Invalid HELLO from dom0: type 0x{:x}, len {}", header.type, header.len);
-        return 1;
-    }
-    uint32_t version = std::min(load_u32(reply, kHeaderSize), kProtocolVersion);
-    if (version < kMinProtocolVersion) {
-        QLOG("Incompatible dom0 protocol version {}", version);
+    auto untrusted_hello = next_frame(std::span<const std::byte>(reply), 4);
+    auto hello_check = check_hello(untrusted_hello.header.value_or(Header{}),
+                                   untrusted_hello.untrusted_payload, kVchanHello);
+    if (!hello_check.version) {
+        QLOG("{} from dom0", hello_check.error);
         return 1;
     }
 

@@ -3,6 +3,7 @@
 #include "io/fd.h"
 #include "io/log.h"
 #include "io/process.h"
+#include "io/unix_address.h"
 #include "protocol/messages.h"
 #include "stream/engine.h"
 #include "transport/vchan.h"
@@ -188,15 +189,13 @@ std::optional<int> parse_options(int argc, char** argv, Options& opts) {
 }
 
 io::Fd connect_agent(const std::string& path) {
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (path.size() >= sizeof addr.sun_path) {
+    auto addr = io::UnixAddress::from_path(path);
+    if (!addr) {
         QLOG("agent socket path too long: {}", path);
         return {};
     }
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
     io::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!fd || ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    if (!fd || ::connect(fd.get(), addr->get(), addr->size()) != 0) {
         QLOG_ERRNO("connect {}", path);
         return {};
     }
@@ -267,11 +266,13 @@ int client_vm_main(int argc, char** argv) {
         std::fputs("Request refused\n", stderr);
         return kExitRefused;
     }
-    if (got != static_cast<ssize_t>(answer.size())) {
+    auto decoded =
+        got == static_cast<ssize_t>(answer.size()) ? decode_exec_params(answer) : std::nullopt;
+    if (!decoded) {
         QLOG("failed to read the agent's answer");
         return 1;
     }
-    auto params = *decode_exec_params(answer);
+    auto params = *decoded;
 
     std::optional<LocalProgram> local;
     if (!opts.local_program.empty()) {

@@ -41,10 +41,11 @@ int serve_connection(int conn) {
         QLOG("short request header from the agent");
         return 1;
     }
-    uint32_t type = load_u32(header, 0);
-    uint32_t domain = load_u32(header, 4);
-    uint32_t port = load_u32(header, 8);
-    uint32_t len = load_u32(header, 12);
+    auto decoded = decode_fork_server_header(header);
+    auto type = static_cast<uint32_t>(decoded.type);
+    auto domain = static_cast<uint32_t>(decoded.connect_domain);
+    auto port = static_cast<uint32_t>(decoded.connect_port);
+    uint32_t len = decoded.cmdline_len;
     if (type != MSG_EXEC_CMDLINE && type != MSG_JUST_EXEC) {
         QLOG("bad request type 0x{:x} from the agent", type);
         return 1;

@@ -1,6 +1,7 @@
 #include "client/daemon_client.h"
 
 #include "io/log.h"
+#include "protocol/frame.h"
 #include "services/prepare.h"
 
 #include <cerrno>
@@ -35,12 +36,11 @@ io::Fd connect_to_daemon(const std::string& socket_dir, const std::string& name,
         QLOG("Failed to receive the daemon's HELLO from {}", path);
         return {};
     }
-    auto header = decode_header(std::span(hello).first<kHeaderSize>());
-    auto version = header.type == MSG_HELLO && header.len == 4
-                       ? decode_hello(std::span(hello).subspan(kHeaderSize))
-                       : std::nullopt;
-    if (!version || *version < kClientProtocolVersion) {
-        QLOG("Invalid HELLO from the qrexec daemon {}", path);
+    auto untrusted_hello = next_frame(std::span<const std::byte>(hello), 4);
+    auto checked = check_hello(untrusted_hello.header.value_or(Header{}),
+                               untrusted_hello.untrusted_payload, kLocalSocketHello);
+    if (!checked.version) {
+        QLOG("Invalid HELLO from the qrexec daemon {}: {}", path, checked.error);
         return {};
     }
     auto reply = encode_frame(MSG_HELLO, encode_hello(kClientProtocolVersion));

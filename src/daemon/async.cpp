@@ -2,6 +2,8 @@
 
 #include "io/log.h"
 #include "io/process.h"
+#include "io/unix_address.h"
+#include "protocol/frame.h"
 
 #include <signal.h>
 #include <sys/epoll.h>
@@ -23,129 +25,21 @@ constexpr int kMaxConnectTries = 500;
 constexpr size_t kReadChunk = 16384;
 } // namespace
 
-// ---- Watch / Timer ----------------------------------------------------------
-
-Watch::Watch(io::EventLoop& loop, int fd, uint32_t events, io::EventLoop::FdHandler handler)
-    : loop_(&loop), fd_(fd) {
-    loop.watch(fd, events, std::move(handler));
-}
-
-Watch::Watch(Watch&& other) noexcept
-    : loop_(std::exchange(other.loop_, nullptr)), fd_(std::exchange(other.fd_, -1)) {}
-
-Watch& Watch::operator=(Watch&& other) noexcept {
-    if (this != &other) {
-        reset();
-        loop_ = std::exchange(other.loop_, nullptr);
-        fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-}
-
-void Watch::modify(uint32_t events) {
-    if (loop_) loop_->modify(fd_, events);
-}
-
-void Watch::reset() {
-    if (loop_) loop_->unwatch(fd_);
-    loop_ = nullptr;
-    fd_ = -1;
-}
-
-void Timer::start(std::chrono::milliseconds delay, std::function<void()> handler) {
-    cancel();
-    id_ = loop_->add_timer(delay, [this, handler = std::move(handler)] {
-        id_ = 0;
-        handler();
-    });
-}
-
-void Timer::cancel() {
-    if (id_) loop_->cancel_timer(id_);
-    id_ = 0;
-}
-
-// ---- Reaper -----------------------------------------------------------------
-
-Reaper::~Reaper() {
-    for (auto& [pid, entry] : children_) {
-        entry->watch.reset();
-        if (entry->kill_timer) {
-            // Condemned anyway: do not leave it behind (e.g. stopped) on exit.
-            ::kill(pid, SIGKILL);
-            entry->child.wait();
-            continue;
-        }
-        entry->child.detach(); // never block the daemon's exit on a child
-    }
-}
-
-Reaper::Entry* Reaper::add(io::Child child, std::string what) {
-    if (!child.running() || child.try_wait()) return nullptr;
-    pid_t pid = child.pid();
-    if (child.exit_fd() < 0) {
-        QLOG("cannot watch {} (pid {}), leaving it unreaped", what, pid);
-        child.detach();
-        return nullptr;
-    }
-    auto entry = std::make_unique<Entry>(Entry{std::move(child), std::move(what), Watch(), {}});
-    entry->watch =
-        Watch(loop_, entry->child.exit_fd(), EPOLLIN, [this, pid](uint32_t) { check(pid); });
-    auto* raw = entry.get();
-    children_[pid] = std::move(entry);
-    return raw;
-}
-
-void Reaper::adopt(io::Child child, std::string what) {
-    add(std::move(child), std::move(what));
-}
-
-void Reaper::terminate(io::Child child, std::string what) {
-    pid_t pid = child.pid();
-    Entry* entry = add(std::move(child), std::move(what));
-    if (!entry) return;
-    ::kill(pid, SIGTERM);
-    ::kill(pid, SIGCONT);
-    entry->kill_timer = std::make_unique<Timer>(loop_);
-    entry->kill_timer->start(grace_, [this, pid] { kill_now(pid); });
-}
-
-void Reaper::kill_now(pid_t pid) {
-    auto it = children_.find(pid);
-    if (it == children_.end()) return;
-    // Still ours (unreaped), so the pid cannot have been reused.
-    QLOG("{} (pid {}) ignored SIGTERM for {} ms, killing it", it->second->what, pid,
-         grace_.count());
-    ::kill(pid, SIGKILL);
-}
-
-void Reaper::check(pid_t pid) {
-    auto it = children_.find(pid);
-    if (it == children_.end()) return;
-    if (auto status = it->second->child.try_wait()) {
-        if (*status != 0) QLOG("{} (pid {}) exited with status {}", it->second->what, pid, *status);
-        children_.erase(it);
-    }
-}
-
 // ---- connect_unix -----------------------------------------------------------
 
 ConnectAttempt connect_unix(const std::string& path) {
     ConnectAttempt attempt;
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (path.empty() || path.size() >= sizeof addr.sun_path) {
+    auto addr = io::UnixAddress::from_path(path);
+    if (!addr) {
         attempt.error = ENAMETOOLONG;
         return attempt;
     }
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
     io::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) {
         attempt.error = errno;
         return attempt;
     }
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 &&
-        errno != EINPROGRESS) {
+    if (::connect(fd.get(), addr->get(), addr->size()) != 0 && errno != EINPROGRESS) {
         attempt.error = errno;
         return attempt;
     }
@@ -297,7 +191,7 @@ bool DaemonCall::process_frames() {
     for (;;) {
         Frame frame;
         auto status = in_.next(frame, [this](protocol::Header h) {
-            if (!got_hello_) return h.type == protocol::MSG_HELLO && h.len == 4;
+            if (!got_hello_) return protocol::is_hello_header(h);
             return h.type == type_ && h.len == protocol::kExecParamsSize;
         });
         if (status == FrameBuffer::Status::NeedMore) return false;
@@ -308,8 +202,9 @@ bool DaemonCall::process_frames() {
             return true;
         }
         if (!got_hello_) {
-            auto version = protocol::decode_hello(frame.payload);
-            if (!version || *version < protocol::kClientProtocolVersion) {
+            auto checked =
+                protocol::check_hello(frame.header, frame.payload, protocol::kLocalSocketHello);
+            if (!checked.version) {
                 finish({Outcome::Failed, "incompatible protocol version from " + path_, {}});
                 return true;
             }

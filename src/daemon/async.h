@@ -10,6 +10,7 @@
 #include "io/event_loop.h"
 #include "io/fd.h"
 #include "io/process.h"
+#include "io/watch.h"
 #include "protocol/messages.h"
 
 #include <chrono>
@@ -22,72 +23,11 @@
 
 namespace qrexec::daemon {
 
-// Watches an fd for as long as it lives.
-class Watch {
-  public:
-    Watch() = default;
-    Watch(io::EventLoop& loop, int fd, uint32_t events, io::EventLoop::FdHandler handler);
-    Watch(const Watch&) = delete;
-    Watch& operator=(const Watch&) = delete;
-    Watch(Watch&& other) noexcept;
-    Watch& operator=(Watch&& other) noexcept;
-    ~Watch() { reset(); }
-    void modify(uint32_t events);
-    void reset();
-    bool active() const { return loop_ != nullptr; }
-
-  private:
-    io::EventLoop* loop_ = nullptr;
-    int fd_ = -1;
-};
-
-// A one-shot timer, cancelled when destroyed.
-class Timer {
-  public:
-    explicit Timer(io::EventLoop& loop) : loop_(&loop) {}
-    Timer(const Timer&) = delete;
-    Timer& operator=(const Timer&) = delete;
-    ~Timer() { cancel(); }
-    void start(std::chrono::milliseconds delay, std::function<void()> handler);
-    void cancel();
-    bool armed() const { return id_ != 0; }
-
-  private:
-    io::EventLoop* loop_;
-    io::EventLoop::TimerId id_ = 0;
-};
-
-// Reaps children nobody waits for any more (via their pidfds). A condemned
-// child (terminate()) gets SIGTERM and SIGCONT (a stopped program must still
-// die), then SIGKILL once `grace` has passed; condemned children still there
-// when the reaper is destroyed are killed, others are left alone (never block
-// on them).
-class Reaper {
-  public:
-    explicit Reaper(io::EventLoop& loop,
-                    std::chrono::milliseconds grace = std::chrono::milliseconds(2000))
-        : loop_(loop), grace_(grace) {}
-    Reaper(const Reaper&) = delete;
-    Reaper& operator=(const Reaper&) = delete;
-    ~Reaper();
-    void adopt(io::Child child, std::string what);
-    void terminate(io::Child child, std::string what);
-    size_t size() const { return children_.size(); }
-
-  private:
-    struct Entry {
-        io::Child child;
-        std::string what;
-        Watch watch;
-        std::unique_ptr<Timer> kill_timer; // set for condemned children
-    };
-    Entry* add(io::Child child, std::string what);
-    void check(pid_t pid);
-    void kill_now(pid_t pid);
-    io::EventLoop& loop_;
-    std::chrono::milliseconds grace_;
-    std::map<pid_t, std::unique_ptr<Entry>> children_;
-};
+// Watch, Timer and Reaper live in io/watch.h (the agent and the policy daemon
+// use them too); these names keep the daemon's code unchanged.
+using io::Reaper;
+using io::Timer;
+using io::Watch;
 
 // Non-blocking connect to a UNIX socket path. EAGAIN (full backlog) is
 // reported as such so the caller can retry.

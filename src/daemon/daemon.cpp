@@ -2,6 +2,8 @@
 
 #include "io/log.h"
 #include "io/unix_socket.h"
+#include "protocol/frame.h"
+#include "protocol/requests.h"
 #include "protocol/trigger.h"
 
 #include <signal.h>
@@ -52,7 +54,7 @@ std::optional<uint32_t> agent_handshake(transport::Channel& channel, int timeout
     }
     auto header = protocol::decode_header(
         std::span<const std::byte, protocol::kHeaderSize>(hello.data(), protocol::kHeaderSize));
-    if (header.type != protocol::MSG_HELLO || header.len != 4) {
+    if (!protocol::is_hello_header(header)) {
         QLOG("invalid HELLO from the agent (type 0x{:x}, len {})", header.type, header.len);
         return std::nullopt;
     }
@@ -61,13 +63,13 @@ std::optional<uint32_t> agent_handshake(transport::Channel& channel, int timeout
         QLOG("cannot read HELLO from the agent");
         return std::nullopt;
     }
-    uint32_t version = *protocol::decode_hello(payload);
-    uint32_t used = std::min(version, protocol::kProtocolVersion);
-    if (used < protocol::kMinProtocolVersion) {
-        QLOG("Incompatible agent protocol version (remote {}, local {})", version,
-             protocol::kProtocolVersion);
+    auto checked = protocol::check_hello(header, payload, protocol::kVchanHello);
+    if (!checked.version) {
+        QLOG("{} from the agent", checked.error);
         return std::nullopt;
     }
+    uint32_t version = checked.peer_version;
+    uint32_t used = *checked.version;
     // Upstream echoes the agent's version (not its own) back.
     auto reply = protocol::encode_frame(protocol::MSG_HELLO, protocol::encode_hello(version));
     if (!channel.send_all(reply, timeout_ms)) {
@@ -325,7 +327,12 @@ void Daemon::handle_trigger(const Frame& frame) {
 }
 
 void Daemon::handle_connection_terminated(const Frame& frame) {
-    auto params = *protocol::decode_exec_params(frame.payload);
+    auto decoded = protocol::decode_exec_params(frame.payload);
+    if (!decoded) {
+        QLOG("MSG_CONNECTION_TERMINATED too short; exiting");
+        throw DaemonExit{1};
+    }
+    auto params = *decoded;
     if (!PortAllocator::in_range(params.connect_port)) {
         QLOG("MSG_CONNECTION_TERMINATED with invalid port {}; exiting", params.connect_port);
         throw DaemonExit{1};
@@ -460,13 +467,8 @@ void Daemon::on_client_events(uint64_t id, uint32_t events) {
     while (client.state != ClientState::Running) {
         Frame frame;
         auto status = client.in.next(frame, [&](protocol::Header h) {
-            if (client.state == ClientState::Hello)
-                return h.type == protocol::MSG_HELLO && h.len == 4;
-            bool type_ok = h.type == protocol::MSG_EXEC_CMDLINE ||
-                           h.type == protocol::MSG_JUST_EXEC ||
-                           h.type == protocol::MSG_SERVICE_CONNECT;
-            return type_ok && h.len > protocol::kExecParamsSize &&
-                   h.len <= protocol::kMaxQrexecCmdLen;
+            if (client.state == ClientState::Hello) return protocol::is_hello_header(h);
+            return protocol::is_client_command_header(h);
         });
         if (status == FrameBuffer::Status::NeedMore) return;
         if (status == FrameBuffer::Status::Rejected || !handle_client_frame(client, frame)) {
@@ -482,9 +484,10 @@ void Daemon::on_client_events(uint64_t id, uint32_t events) {
 
 bool Daemon::handle_client_frame(Client& client, const Frame& frame) {
     if (client.state == ClientState::Hello) {
-        auto version = protocol::decode_hello(frame.payload);
-        if (!version || *version < protocol::kClientProtocolVersion) {
-            log_limited(false, "client protocol version {} too old", version.value_or(0));
+        auto checked =
+            protocol::check_hello(frame.header, frame.payload, protocol::kLocalSocketHello);
+        if (!checked.version) {
+            log_limited(false, "client HELLO refused: {}", checked.error);
             return false;
         }
         client.state = ClientState::Cmdline;
@@ -495,12 +498,13 @@ bool Daemon::handle_client_frame(Client& client, const Frame& frame) {
 
 bool Daemon::handle_cmdline(Client& client, const Frame& frame) {
     const uint32_t type = frame.header.type;
-    auto params = *protocol::decode_exec_params(frame.payload);
-    auto body = std::span<const std::byte>(frame.payload).subspan(protocol::kExecParamsSize);
-    if (body.back() != std::byte{0}) {
+    auto decoded = protocol::decode_client_command(frame.header, frame.payload);
+    if (!decoded) {
         log_limited(false, "client command not NUL-terminated, closing it");
         return false;
     }
+    auto params = decoded->params;
+    auto body = decoded->body;
 
     Request* matched = nullptr;
     if (type == protocol::MSG_SERVICE_CONNECT) {

@@ -1,5 +1,7 @@
 #include "daemon/frame_buffer.h"
 
+#include "protocol/frame.h"
+
 namespace qrexec::daemon {
 
 void FrameBuffer::append(std::span<const std::byte> data) {
@@ -12,18 +14,18 @@ void FrameBuffer::append(std::span<const std::byte> data) {
 }
 
 FrameBuffer::Status FrameBuffer::next(Frame& out, const HeaderCheck& check) {
-    if (buffered() < protocol::kHeaderSize) return Status::NeedMore;
-    auto header = protocol::decode_header(std::span<const std::byte, protocol::kHeaderSize>(
-        data_.data() + start_, protocol::kHeaderSize));
+    auto untrusted = std::span<const std::byte>(data_).subspan(start_);
+    auto frame = protocol::next_frame(untrusted, protocol::kMaxFramePayload);
+    if (!frame.header) return Status::NeedMore;
     if (!header_checked_) {
-        if (!check(header)) return Status::Rejected;
+        if (frame.status == protocol::FrameStatus::TooLong || !check(*frame.header))
+            return Status::Rejected;
         header_checked_ = true;
     }
-    if (buffered() - protocol::kHeaderSize < header.len) return Status::NeedMore;
-    auto body = data_.begin() + static_cast<ptrdiff_t>(start_ + protocol::kHeaderSize);
-    out.header = header;
-    out.payload.assign(body, body + header.len);
-    start_ += protocol::kHeaderSize + header.len;
+    if (frame.status != protocol::FrameStatus::Ready) return Status::NeedMore;
+    out.header = *frame.header;
+    out.payload.assign(frame.untrusted_payload.begin(), frame.untrusted_payload.end());
+    start_ += frame.size;
     header_checked_ = false;
     if (start_ == data_.size()) clear();
     return Status::Ready;

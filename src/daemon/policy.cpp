@@ -1,5 +1,7 @@
 #include "daemon/policy.h"
 
+#include "protocol/domains.h"
+
 #include <array>
 
 namespace qrexec::daemon {
@@ -106,8 +108,7 @@ PolicyParse parse_policy_reply(std::string_view reply) {
 }
 
 bool is_dom0_name(std::string_view name) {
-    return name == "@adminvm" || name == "dom0" ||
-           name == "uuid:00000000-0000-0000-0000-000000000000";
+    return protocol::is_dom0(name);
 }
 
 CallPlan plan_call(const PolicyDecision& decision, std::string_view requested_service,

@@ -6,6 +6,7 @@
 #include "daemon/options.h"
 #include "io/event_loop.h"
 #include "io/log.h"
+#include "io/privileges.h"
 #include "transport/vchan.h"
 
 #include <fcntl.h>
@@ -171,6 +172,10 @@ int serve(const Options& options, io::Fd& status_pipe, int timeout_seconds, bool
     // The binary may be installed setuid/setgid: drop that now.
     if (::setgid(::getgid()) != 0 || ::setuid(::getuid()) != 0) {
         QLOG_ERRNO("cannot drop privileges");
+        return 1;
+    }
+    if (auto why = io::verify_dropped_privileges(::getuid(), ::getgid())) {
+        QLOG("privilege drop incomplete: {}", *why);
         return 1;
     }
 

@@ -1,4 +1,5 @@
 #include "io/unix_socket.h"
+#include "io/unix_address.h"
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -12,19 +13,14 @@ namespace qrexec::io {
 
 Fd listen_unix(const std::string& path, const ListenOptions& options) {
     std::string temp = path + ".new." + std::to_string(::getpid());
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (temp.size() >= sizeof addr.sun_path) {
-        errno = ENAMETOOLONG;
-        return {};
-    }
-    std::memcpy(addr.sun_path, temp.c_str(), temp.size() + 1);
+    auto addr = UnixAddress::from_path(temp);
+    if (!addr) return {};
     ::unlink(temp.c_str());
     int flags = SOCK_STREAM | SOCK_CLOEXEC | (options.nonblocking ? SOCK_NONBLOCK : 0);
     Fd fd(::socket(AF_UNIX, flags, 0));
     if (!fd) return {};
     mode_t old_mask = options.bind_umask ? ::umask(*options.bind_umask) : 0;
-    int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    int rc = ::bind(fd.get(), addr->get(), addr->size());
     int bind_errno = errno;
     if (options.bind_umask) ::umask(old_mask);
     if (rc != 0) {

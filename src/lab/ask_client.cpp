@@ -2,6 +2,7 @@
 // `ask` rule. Asks a waiting `qrexec-lab call` that has a terminal, else the
 // lab's `ask` setting answers. Prints "allow:<target>" or "deny".
 #include "io/fd.h"
+#include "io/unix_address.h"
 #include "lab/ask_protocol.h"
 #include "lab/calllog.h"
 #include "lab/cli.h"
@@ -52,12 +53,10 @@ std::string ask_waiter(const AskWaiter& waiter, AskQuestion question) {
     bool listed = std::find(question.targets.begin(), question.targets.end(), intended) !=
                   question.targets.end();
     question.proposed = listed ? intended : question.default_target;
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (waiter.socket.size() >= sizeof addr.sun_path) return "";
-    std::strcpy(addr.sun_path, waiter.socket.c_str());
+    auto addr = io::UnixAddress::from_path(waiter.socket);
+    if (!addr) return "";
     io::Fd s(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!s || connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return "";
+    if (!s || connect(s.get(), addr->get(), addr->size()) != 0) return "";
     io::write_all(s.get(), ask_question_to_json(question) + "\n");
     std::string reply = read_question_line(s.get(), 4096, -1);
     while (!reply.empty() && (reply.back() == '\n' || reply.back() == '\r'))

@@ -1,5 +1,6 @@
 #include "lab/ask_server.h"
 
+#include "io/unix_address.h"
 #include "lab/ask_protocol.h"
 
 #include <fcntl.h>
@@ -27,13 +28,11 @@ std::unique_ptr<AskServer> open_ask_server(const StatePaths& paths, const std::s
     auto server = std::make_unique<AskServer>();
     server->socket_path = fmt::format("{}/{}.sock", paths.ask_dir(), getpid());
     server->record_path = fmt::format("{}/{}.json", paths.ask_dir(), getpid());
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (server->socket_path.size() >= sizeof addr.sun_path) return nullptr;
-    std::strcpy(addr.sun_path, server->socket_path.c_str());
+    auto addr = io::UnixAddress::from_path(server->socket_path);
+    if (!addr) return nullptr;
     server->listener.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     unlink(server->socket_path.c_str());
-    if (bind(server->listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+    if (bind(server->listener.get(), addr->get(), addr->size()) != 0 ||
         listen(server->listener.get(), 4) != 0)
         return nullptr;
     AskWaiter waiter{getpid(), source, target, service, server->socket_path};

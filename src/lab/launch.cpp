@@ -1,5 +1,7 @@
 #include "lab/launch.h"
 
+#include "io/privileges.h"
+
 #include <grp.h>
 #include <pwd.h>
 #include <sys/prctl.h>
@@ -126,10 +128,17 @@ void exec_plan(const LaunchPlan& plan) {
             fmt::print(stderr, "qrexec-lab: no such user '{}'\n", plan.user);
             return;
         }
+        auto groups = io::groups_of_user(pw->pw_name, pw->pw_gid);
         if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
             setuid(pw->pw_uid) != 0) {
             fmt::print(stderr, "qrexec-lab: cannot become user '{}': {}\n", plan.user,
                        std::strerror(errno));
+            return;
+        }
+        auto why = groups ? io::verify_dropped_privileges(pw->pw_uid, pw->pw_gid, *groups)
+                          : std::optional<std::string>("cannot list the user's groups");
+        if (why) {
+            fmt::print(stderr, "qrexec-lab: becoming user '{}' incomplete: {}\n", plan.user, *why);
             return;
         }
     }

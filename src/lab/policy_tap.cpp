@@ -1,6 +1,7 @@
 #include "lab/policy_tap.h"
 
 #include "io/fd.h"
+#include "io/unix_address.h"
 #include "lab/calllog.h"
 #include "lab/policy_view.h"
 
@@ -70,12 +71,9 @@ void serve_policy_request(int conn, const LabState& state, const StatePaths& pat
         request.append(buf, static_cast<size_t>(n));
     }
     io::Fd upstream(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
     std::string path = paths.policy_socket();
-    if (path.size() >= sizeof addr.sun_path) return;
-    std::strcpy(addr.sun_path, path.c_str());
-    if (connect(upstream.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return;
+    auto addr = io::UnixAddress::from_path(path);
+    if (!addr || connect(upstream.get(), addr->get(), addr->size()) != 0) return;
     if (!io::write_all(upstream.get(), request)) return;
     std::string reply;
     while (reply.size() < kMaxReply && io::wait_readable(upstream.get(), kReplyTimeoutMs)) {

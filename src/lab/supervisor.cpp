@@ -2,6 +2,7 @@
 
 #include "io/fd.h"
 #include "io/process.h"
+#include "io/unix_address.h"
 #include "lab/calllog.h"
 #include "lab/launch.h"
 #include "lab/policy_tap.h"
@@ -343,14 +344,11 @@ class Supervisor {
 
     bool open_tap(std::string& error) {
         std::string path = paths_.policy_tap_socket();
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        if (path.size() >= sizeof addr.sun_path) return (error = "tap path too long"), false;
-        std::strcpy(addr.sun_path, path.c_str());
+        auto addr = io::UnixAddress::from_path(path);
+        if (!addr) return (error = "tap path too long"), false;
         tap_.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
         unlink(path.c_str());
-        if (bind(tap_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-            listen(tap_.get(), 64) != 0) {
+        if (bind(tap_.get(), addr->get(), addr->size()) != 0 || listen(tap_.get(), 64) != 0) {
             error = fmt::format("cannot listen on {}: {}", path, std::strerror(errno));
             return false;
         }

@@ -1,6 +1,7 @@
 #include "policy/daemon.h"
 
 #include "io/log.h"
+#include "io/unix_address.h"
 #include "policy/cli.h"
 
 #include <sys/epoll.h>
@@ -53,13 +54,10 @@ PolicyDaemon::~PolicyDaemon() {
 io::Fd PolicyDaemon::listen_on(const std::string& path) {
     io::Fd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!sock) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (path.size() >= sizeof addr.sun_path)
-        throw std::runtime_error("socket path too long: " + path);
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    auto addr = io::UnixAddress::from_path(path);
+    if (!addr) throw std::runtime_error("socket path too long: " + path);
     ::unlink(path.c_str()); // a stale socket from a previous run
-    if (::bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    if (::bind(sock.get(), addr->get(), addr->size()) != 0)
         throw std::runtime_error("bind " + path + ": " + std::strerror(errno));
     ::chmod(path.c_str(), 0660);
     if (::listen(sock.get(), 128) != 0)

@@ -1,4 +1,5 @@
 #include "policy/engine.h"
+#include "protocol/domains.h"
 
 #include <fmt/format.h>
 
@@ -11,7 +12,7 @@ namespace qrexec::policy {
 namespace {
 
 bool is_dom0(std::string_view v) {
-    return v == "dom0" || v == "@adminvm" || (v.starts_with("uuid:") && v.substr(5) == kDom0Uuid);
+    return protocol::is_dom0(v);
 }
 
 const Domain* find_vm(const SystemInfo& sys, std::string_view ref) {

@@ -1,6 +1,7 @@
 #include "policy/qubesd.h"
 
 #include "io/fd.h"
+#include "io/unix_address.h"
 #include "protocol/qubesd.h"
 
 #include <sys/socket.h>
@@ -21,11 +22,9 @@ std::optional<std::string> qubesd_call(const std::string& socket_path, const std
     };
     io::Fd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!sock) return fail(std::string("socket: ") + std::strerror(errno));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (socket_path.size() >= sizeof addr.sun_path) return fail("socket path too long");
-    std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
-    if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    auto addr = io::UnixAddress::from_path(socket_path);
+    if (!addr) return fail("socket path too long");
+    if (::connect(sock.get(), addr->get(), addr->size()) != 0)
         return fail("connect " + socket_path + ": " + std::strerror(errno));
     auto plus = method.find('+');
     std::string request =

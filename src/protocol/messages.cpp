@@ -1,5 +1,7 @@
 #include "protocol/messages.h"
 
+#include "protocol/wire_reader.h"
+
 #include <algorithm>
 
 namespace qrexec::protocol {
@@ -23,15 +25,12 @@ std::string_view msg_type_name(uint32_t type) {
     }
 }
 
-uint32_t load_u32(std::span<const std::byte> bytes, size_t offset) {
-    uint32_t value = 0;
-    std::memcpy(&value, bytes.data() + offset, sizeof value);
-    return value;
-}
-
+namespace {
+// Only ever called on buffers this file sized itself.
 void store_u32(std::span<std::byte> bytes, size_t offset, uint32_t value) {
-    std::memcpy(bytes.data() + offset, &value, sizeof value);
+    std::memcpy(bytes.subspan(offset, sizeof value).data(), &value, sizeof value);
 }
+} // namespace
 
 HeaderBytes encode_header(Header header) {
     HeaderBytes bytes{};
@@ -41,7 +40,12 @@ HeaderBytes encode_header(Header header) {
 }
 
 Header decode_header(std::span<const std::byte, kHeaderSize> bytes) {
-    return Header{load_u32(bytes, 0), load_u32(bytes, 4)};
+    // The extent guarantees both reads succeed.
+    WireReader reader(bytes);
+    Header header;
+    header.type = reader.u32().value_or(0);
+    header.len = reader.u32().value_or(0);
+    return header;
 }
 
 std::vector<std::byte> encode_frame(uint32_t type, std::span<const std::byte> payload) {
@@ -67,8 +71,10 @@ std::vector<std::byte> encode_hello(uint32_t version) {
 }
 
 std::optional<uint32_t> decode_hello(std::span<const std::byte> payload) {
-    if (payload.size() != 4) return std::nullopt;
-    return load_u32(payload, 0);
+    WireReader reader(payload);
+    auto version = reader.u32();
+    if (!version || !reader.expect_end()) return std::nullopt;
+    return version;
 }
 
 std::vector<std::byte> encode_exec_params(ExecParams params, std::span<const std::byte> body) {
@@ -80,8 +86,11 @@ std::vector<std::byte> encode_exec_params(ExecParams params, std::span<const std
 }
 
 std::optional<ExecParams> decode_exec_params(std::span<const std::byte> payload) {
-    if (payload.size() < kExecParamsSize) return std::nullopt;
-    return ExecParams{load_u32(payload, 0), load_u32(payload, 4)};
+    WireReader reader(payload);
+    auto domain = reader.u32();
+    auto port = reader.u32();
+    if (!domain || !port) return std::nullopt;
+    return ExecParams{*domain, *port};
 }
 
 void put_fixed_string(std::span<std::byte> field, std::string_view text) {
@@ -104,33 +113,30 @@ Ident make_ident(std::string_view text) {
 }
 
 std::vector<std::byte> encode_trigger(const TriggerRequest& request) {
-    std::vector<std::byte> payload;
+    auto layout = trigger_layout(request.type).value_or(*trigger_layout(MSG_TRIGGER_SERVICE4));
     auto name = as_bytes(request.service_name);
-    auto span = [&payload](size_t off, size_t len) {
-        return std::span<std::byte>(payload).subspan(off, len);
+    std::vector<std::byte> payload(layout.fixed_size);
+    auto field = [&payload](WireField f) {
+        return std::span<std::byte>(payload).subspan(f.offset, f.size);
     };
-    switch (request.type) {
-    case MSG_TRIGGER_SERVICE:
-        payload.resize(kTrigger2Size);
-        put_fixed_string(span(0, 64), request.service_name);
-        put_fixed_string(span(64, 32), request.target_domain);
-        std::copy(request.ident.begin(), request.ident.end(), payload.begin() + 96);
-        break;
-    case MSG_TRIGGER_SERVICE3:
-        payload.resize(kTrigger3FixedSize + name.size() + 1);
-        put_fixed_string(span(0, 64), request.target_domain);
-        std::copy(request.ident.begin(), request.ident.end(), payload.begin() + 64);
-        std::copy(name.begin(), name.end(), payload.begin() + kTrigger3FixedSize);
-        break;
-    default:
-        payload.resize(kTrigger4FixedSize + name.size() + 1);
-        put_fixed_string(span(0, 64), request.source_domain);
-        put_fixed_string(span(64, 64), request.target_domain);
-        std::copy(request.ident.begin(), request.ident.end(), payload.begin() + 128);
-        std::copy(name.begin(), name.end(), payload.begin() + kTrigger4FixedSize);
-        break;
+    if (layout.source) put_fixed_string(field(*layout.source), request.source_domain);
+    put_fixed_string(field(layout.target), request.target_domain);
+    std::copy(request.ident.begin(), request.ident.end(), field(layout.ident).begin());
+    if (layout.fixed_service) {
+        put_fixed_string(field(*layout.fixed_service), request.service_name);
+    } else {
+        payload.insert(payload.end(), name.begin(), name.end());
+        payload.push_back(std::byte{0});
     }
     return payload;
+}
+
+bool set_trigger_ident(uint32_t type, std::span<std::byte> payload, const Ident& ident) {
+    auto layout = trigger_layout(type);
+    if (!layout || payload.size() < layout->fixed_size) return false;
+    std::copy(ident.begin(), ident.end(),
+              payload.subspan(layout->ident.offset, kIdentSize).begin());
+    return true;
 }
 
 std::array<std::byte, 4> encode_exit_code(int32_t code) {
@@ -140,10 +146,7 @@ std::array<std::byte, 4> encode_exit_code(int32_t code) {
 }
 
 int32_t decode_exit_code(std::span<const std::byte> payload) {
-    if (payload.size() < 4) return 255;
-    int32_t code = 0;
-    std::memcpy(&code, payload.data(), 4);
-    return code;
+    return WireReader(payload).i32().value_or(255);
 }
 
 std::vector<std::byte> encode_fork_server_request(const ForkServerRequest& request) {
@@ -155,6 +158,18 @@ std::vector<std::byte> encode_fork_server_request(const ForkServerRequest& reque
     std::memcpy(bytes.data() + kForkServerHeaderSize, request.cmdline.data(),
                 request.cmdline.size());
     return bytes;
+}
+
+ForkServerHeader
+decode_fork_server_header(std::span<const std::byte, kForkServerHeaderSize> bytes) {
+    // The extent guarantees every read succeeds.
+    WireReader reader(bytes);
+    ForkServerHeader header;
+    header.type = reader.i32().value_or(0);
+    header.connect_domain = reader.i32().value_or(0);
+    header.connect_port = reader.i32().value_or(0);
+    header.cmdline_len = reader.u32().value_or(0);
+    return header;
 }
 
 } // namespace qrexec::protocol

@@ -70,9 +70,6 @@ struct Header {
 
 using HeaderBytes = std::array<std::byte, kHeaderSize>;
 
-uint32_t load_u32(std::span<const std::byte> bytes, size_t offset);
-void store_u32(std::span<std::byte> bytes, size_t offset, uint32_t value);
-
 HeaderBytes encode_header(Header header);
 Header decode_header(std::span<const std::byte, kHeaderSize> bytes);
 
@@ -111,8 +108,46 @@ struct TriggerRequest {
     std::string service_name; // "svc+arg"
 };
 
-// Encodes the payload of TRIGGER_SERVICE / 3 / 4 (type taken from the request).
+// Where each field of a TRIGGER_SERVICE / 3 / 4 payload lies: the one table
+// used by encode_trigger, decode_trigger and the agent's ident patch.
+struct WireField {
+    size_t offset = 0;
+    size_t size = 0;
+    constexpr size_t end() const { return offset + size; }
+};
+struct TriggerLayout {
+    size_t fixed_size = 0;           // v3/v4: the service name follows
+    std::optional<WireField> source; // v4 only
+    WireField target;
+    WireField ident;
+    std::optional<WireField> fixed_service; // v2 only (v3/v4: variable, NUL-terminated)
+};
+constexpr std::optional<TriggerLayout> trigger_layout(uint32_t type) {
+    switch (type) {
+    case MSG_TRIGGER_SERVICE:
+        return TriggerLayout{
+            kTrigger2Size, std::nullopt, {64, 32}, {96, kIdentSize}, WireField{0, 64}};
+    case MSG_TRIGGER_SERVICE3:
+        return TriggerLayout{
+            kTrigger3FixedSize, std::nullopt, {0, 64}, {64, kIdentSize}, std::nullopt};
+    case MSG_TRIGGER_SERVICE4:
+        return TriggerLayout{
+            kTrigger4FixedSize, WireField{0, 64}, {64, 64}, {128, kIdentSize}, std::nullopt};
+    default:
+        return std::nullopt;
+    }
+}
+static_assert(trigger_layout(MSG_TRIGGER_SERVICE)->ident.end() == kTrigger2Size);
+static_assert(trigger_layout(MSG_TRIGGER_SERVICE3)->ident.end() == kTrigger3FixedSize);
+static_assert(trigger_layout(MSG_TRIGGER_SERVICE4)->ident.end() == kTrigger4FixedSize);
+
+// Encodes the payload of TRIGGER_SERVICE / 3 / 4 (type taken from the request;
+// anything else is encoded as TRIGGER_SERVICE4).
 std::vector<std::byte> encode_trigger(const TriggerRequest& request);
+// Overwrites the ident of a trigger payload in place (the agent marks each
+// qrexec-client-vm request with its own handle). False if the payload is too
+// short for its type or the type is not a trigger.
+bool set_trigger_ident(uint32_t type, std::span<std::byte> payload, const Ident& ident);
 
 // Exit-code payload: 4-byte little-endian int.
 std::array<std::byte, 4> encode_exit_code(int32_t code);
@@ -128,5 +163,14 @@ struct ForkServerRequest {
 };
 inline constexpr size_t kForkServerHeaderSize = 16;
 std::vector<std::byte> encode_fork_server_request(const ForkServerRequest& request);
+// The 16-byte header of a fork-server request; `cmdline` is left empty and the
+// announced length (NUL included) is returned beside it.
+struct ForkServerHeader {
+    int32_t type = 0;
+    int32_t connect_domain = 0;
+    int32_t connect_port = 0;
+    uint32_t cmdline_len = 0;
+};
+ForkServerHeader decode_fork_server_header(std::span<const std::byte, kForkServerHeaderSize> bytes);
 
 } // namespace qrexec::protocol

@@ -1,5 +1,7 @@
 #include "protocol/trigger.h"
 
+#include "protocol/wire_reader.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -95,76 +97,67 @@ bool is_acceptable_service_name(std::string_view name) {
 
 namespace {
 
-// Variable-length service name of TRIGGER3/4: NUL exactly at the last byte.
-std::optional<std::string_view> variable_service_name(std::span<const std::byte> area) {
-    if (area.empty() || area.back() != std::byte{0}) return std::nullopt;
-    auto text = as_text(area.first(area.size() - 1));
-    if (text.find('\0') != std::string_view::npos) return std::nullopt;
-    return text;
+// The bytes of one field of the payload; nullopt if the payload is too short.
+std::optional<std::span<const std::byte>> field_bytes(std::span<const std::byte> payload,
+                                                      WireField field) {
+    WireReader reader(payload);
+    if (!reader.bytes(field.offset)) return std::nullopt;
+    return reader.bytes(field.size);
+}
+
+std::string domain_field(std::span<const std::byte> payload, WireField field) {
+    auto bytes = field_bytes(payload, field);
+    return bytes ? sanitize_name(fixed_field_text(*bytes), kDomainExtraChars) : std::string();
 }
 
 } // namespace
 
-TriggerDecode decode_trigger(uint32_t type, std::span<const std::byte> payload) {
+TriggerDecode decode_trigger(uint32_t type, std::span<const std::byte> untrusted_payload) {
     TriggerDecode result;
-    size_t ident_offset = 0;
-    size_t fixed = 0;
-    switch (type) {
-    case MSG_TRIGGER_SERVICE:
-        ident_offset = 96;
-        fixed = kTrigger2Size;
-        break;
-    case MSG_TRIGGER_SERVICE3:
-        ident_offset = 64;
-        fixed = kTrigger3FixedSize;
-        break;
-    case MSG_TRIGGER_SERVICE4:
-        ident_offset = 128;
-        fixed = kTrigger4FixedSize;
-        break;
-    default:
+    auto layout = trigger_layout(type);
+    if (!layout) {
         result.error = "not a trigger message: " + hex(type);
         return result;
     }
-    if (payload.size() < fixed || (type == MSG_TRIGGER_SERVICE && payload.size() != fixed)) {
+    bool exact = type == MSG_TRIGGER_SERVICE;
+    if (untrusted_payload.size() < layout->fixed_size ||
+        (exact && untrusted_payload.size() != layout->fixed_size)) {
         // Unreachable after check_agent_header; kept so the decoder is total.
-        result.error = "trigger payload of invalid size " + std::to_string(payload.size());
+        result.error =
+            "trigger payload of invalid size " + std::to_string(untrusted_payload.size());
         return result;
     }
-    std::memcpy(result.ident.data(), payload.data() + ident_offset, kIdentSize);
+    auto raw_ident = field_bytes(untrusted_payload, layout->ident);
+    std::copy(raw_ident->begin(), raw_ident->end(), result.ident.begin());
 
-    ValidTrigger trigger;
-    trigger.type = type;
-    trigger.ident = result.ident;
-    std::string_view raw_service;
-    if (type == MSG_TRIGGER_SERVICE) {
-        raw_service = fixed_field_text(payload.subspan(0, 64));
-        trigger.target =
-            sanitize_name(fixed_field_text(payload.subspan(64, 32)), kDomainExtraChars);
+    std::optional<std::string> requested_source;
+    if (layout->source) requested_source = domain_field(untrusted_payload, *layout->source);
+    std::string target = domain_field(untrusted_payload, layout->target);
+
+    std::string_view untrusted_service;
+    if (layout->fixed_service) {
+        untrusted_service =
+            fixed_field_text(*field_bytes(untrusted_payload, *layout->fixed_service));
     } else {
-        size_t target_offset = type == MSG_TRIGGER_SERVICE4 ? 64 : 0;
-        if (type == MSG_TRIGGER_SERVICE4)
-            trigger.requested_source =
-                sanitize_name(fixed_field_text(payload.subspan(0, 64)), kDomainExtraChars);
-        trigger.target =
-            sanitize_name(fixed_field_text(payload.subspan(target_offset, 64)), kDomainExtraChars);
-        auto name = variable_service_name(payload.subspan(fixed));
+        WireReader reader(untrusted_payload.subspan(layout->fixed_size));
+        auto name = reader.rest_as_nul_terminated(kMaxServiceNameLen);
         if (!name) {
-            result.error = "service name not NUL-terminated exactly at its end";
+            result.error = "service name: " + str(read_error_text(reader.error()));
             return result;
         }
-        raw_service = *name;
+        untrusted_service = *name;
     }
     if (!is_valid_ident(result.ident)) {
         result.error = "invalid request id";
         return result;
     }
-    if (!is_acceptable_service_name(raw_service)) {
-        result.error = raw_service.empty() ? "empty service name" : "service name starts with '+'";
+    if (!is_acceptable_service_name(untrusted_service)) {
+        result.error =
+            untrusted_service.empty() ? "empty service name" : "service name starts with '+'";
         return result;
     }
-    trigger.service = sanitize_name(raw_service, kServiceExtraChars);
-    result.valid = std::move(trigger);
+    result.valid.emplace(ValidTrigger::Key{}, type, std::move(requested_source), std::move(target),
+                         sanitize_name(untrusted_service, kServiceExtraChars), result.ident);
     return result;
 }
 

@@ -37,14 +37,30 @@ std::string ident_text(const Ident& ident);
 // Service name rule for all versions: non-empty and not starting with '+'.
 bool is_acceptable_service_name(std::string_view name);
 
-// A TRIGGER whose header passed check_agent_header.
-struct ValidTrigger {
-    uint32_t type = MSG_TRIGGER_SERVICE4;
+class ValidTrigger;
+struct TriggerDecode;
+TriggerDecode decode_trigger(uint32_t type, std::span<const std::byte> untrusted_payload);
+
+// A TRIGGER that decode_trigger accepted. Only the decoder can make one (its
+// constructor takes a key only the decoder can create), and nobody can change
+// it afterwards: holding a ValidTrigger means the request was validated.
+class ValidTrigger {
+  public:
+    class Key {
+        Key() = default;
+        friend TriggerDecode decode_trigger(uint32_t, std::span<const std::byte>);
+    };
+    ValidTrigger(Key, uint32_t type_, std::optional<std::string> requested_source_,
+                 std::string target_, std::string service_, const Ident& ident_)
+        : type(type_), requested_source(std::move(requested_source_)), target(std::move(target_)),
+          service(std::move(service_)), ident(ident_) {}
+
+    const uint32_t type;
     // v4 only (the source_domain field, possibly empty); absent for v2/v3.
-    std::optional<std::string> requested_source;
-    std::string target;  // sanitised, may be empty
-    std::string service; // sanitised "svc[+arg]", non-empty
-    Ident ident{};
+    const std::optional<std::string> requested_source;
+    const std::string target;  // sanitised, may be empty
+    const std::string service; // sanitised "svc[+arg]", non-empty
+    const Ident ident;
 };
 
 struct TriggerDecode {
@@ -55,7 +71,7 @@ struct TriggerDecode {
 };
 
 // Decodes a TRIGGER_SERVICE / 3 / 4 payload (payload.size() == header.len,
-// header already accepted by check_agent_header).
-TriggerDecode decode_trigger(uint32_t type, std::span<const std::byte> payload);
+// header already accepted by check_agent_header); total on any input.
+TriggerDecode decode_trigger(uint32_t type, std::span<const std::byte> untrusted_payload);
 
 } // namespace qrexec::protocol

@@ -1,6 +1,7 @@
 #include "services/exec.h"
 
 #include "io/log.h"
+#include "io/privileges.h"
 #include "io/process.h"
 #include "protocol/messages.h"
 
@@ -196,6 +197,7 @@ int run_as_user_with_pam(const std::string& user, pid_t agent_pid,
         QLOG("pam_getenvlist failed");
         return kExitProblem;
     }
+    auto groups = io::groups_of_user(pw.pw_name, pw.pw_gid);
     pid_t pid = fork();
     if (pid < 0) {
         QLOG_ERRNO("fork");
@@ -204,6 +206,9 @@ int run_as_user_with_pam(const std::string& user, pid_t agent_pid,
     if (pid == 0) {
         if (setgid(pw.pw_gid) != 0) die(kExitProblem, "setgid failed");
         if (setuid(pw.pw_uid) != 0) die(kExitProblem, "setuid failed");
+        if (!groups) die(kExitProblem, "cannot list the groups of " + user);
+        if (auto why = io::verify_dropped_privileges(pw.pw_uid, pw.pw_gid, *groups))
+            die(kExitProblem, "privilege drop to " + user + " incomplete: " + *why);
         setsid();
         if (chdir(pw.pw_dir) != 0) QLOG_ERRNO("Warning: cannot chdir to {}", pw.pw_dir);
         environ = pam_env;

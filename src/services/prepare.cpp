@@ -1,6 +1,7 @@
 #include "services/prepare.h"
 
 #include "io/log.h"
+#include "io/unix_address.h"
 #include "protocol/messages.h"
 #include "services/tcp.h"
 
@@ -31,15 +32,18 @@ PrepareResult success(PreparedCall call) {
 }
 
 io::Fd connect_short_path(const std::string& path, std::string* error, int* error_number) {
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    auto addr = io::UnixAddress::from_path(path);
+    if (!addr) {
+        if (error_number) *error_number = errno;
+        if (error) *error = "socket path " + path + ": " + io::errno_text(errno);
+        return {};
+    }
     io::Fd fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd) {
         if (error) *error = "socket: " + io::errno_text(errno);
         return {};
     }
-    if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    if (connect(fd.get(), addr->get(), addr->size()) != 0) {
         if (error_number) *error_number = errno;
         if (error) *error = "connect to " + path + ": " + io::errno_text(errno);
         return {};

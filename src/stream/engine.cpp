@@ -2,6 +2,7 @@
 
 #include "io/event_loop.h"
 #include "io/log.h"
+#include "protocol/frame.h"
 #include "protocol/messages.h"
 
 #include <fcntl.h>
@@ -49,7 +50,7 @@ std::optional<uint32_t> handshake_data_channel(transport::Channel& channel, bool
         return std::nullopt;
     }
     auto header = decode_header(std::span(reply).first<kHeaderSize>());
-    if (header.type != MSG_HELLO || header.len != 4) {
+    if (!is_hello_header(header)) {
         QLOG("Invalid HELLO from the peer: type 0x{:x}, len {}", header.type, header.len);
         return std::nullopt;
     }
@@ -57,11 +58,12 @@ std::optional<uint32_t> handshake_data_channel(transport::Channel& channel, bool
         QLOG("Failed to read the peer's HELLO");
         return std::nullopt;
     }
-    uint32_t version = std::min(load_u32(reply, kHeaderSize), kProtocolVersion);
-    if (version < kMinProtocolVersion) {
-        QLOG("Incompatible peer protocol version {}", version);
+    auto checked = check_hello(header, std::span(reply).subspan(kHeaderSize), kVchanHello);
+    if (!checked.version) {
+        QLOG("{} from the peer", checked.error);
         return std::nullopt;
     }
+    uint32_t version = *checked.version;
     if (!send_first && !channel.send_all(hello, timeout_ms)) {
         QLOG("Failed to send HELLO to the peer");
         return std::nullopt;
@@ -223,18 +225,16 @@ void Engine::on_channel_readable() {
 
 void Engine::process_frames() {
     while (!finished_ && pending_.empty()) {
-        size_t avail = recv_end_ - recv_start_;
-        if (avail < kHeaderSize) break;
-        auto header = decode_header(std::span(recv_buf_).subspan(recv_start_).first<kHeaderSize>());
-        if (header.len > max_chunk_) {
-            fatal(fmt::format("Too big data chunk received: {} bytes (type 0x{:x})", header.len,
-                              header.type));
+        auto frame = next_frame(std::span(recv_buf_).subspan(recv_start_, recv_end_ - recv_start_),
+                                max_chunk_);
+        if (frame.status == FrameStatus::TooLong) {
+            fatal(fmt::format("Too big data chunk received: {} bytes (type 0x{:x})",
+                              frame.header->len, frame.header->type));
             return;
         }
-        if (avail < kHeaderSize + header.len) break;
-        auto payload = std::span(recv_buf_).subspan(recv_start_ + kHeaderSize, header.len);
-        recv_start_ += kHeaderSize + header.len;
-        if (!dispatch(header, payload)) return;
+        if (frame.status != FrameStatus::Ready) break;
+        recv_start_ += frame.size;
+        if (!dispatch(*frame.header, frame.untrusted_payload)) return;
     }
     if (recv_start_ == recv_end_) recv_start_ = recv_end_ = 0;
 }
@@ -471,11 +471,10 @@ bool Engine::peer_gone() const {
 }
 
 bool Engine::complete_frame_buffered() const {
-    size_t avail = recv_end_ - recv_start_;
-    if (avail < kHeaderSize) return false;
-    auto header = decode_header(
-        std::span<const std::byte>(recv_buf_).subspan(recv_start_).first<kHeaderSize>());
-    return avail - kHeaderSize >= header.len;
+    auto frame = next_frame(
+        std::span<const std::byte>(recv_buf_).subspan(recv_start_, recv_end_ - recv_start_),
+        max_chunk_);
+    return frame.status == FrameStatus::Ready;
 }
 
 // Registers what each fd should wait for; returns true if some fd is always

@@ -1,6 +1,7 @@
 #include "transport/socket_backend.h"
 
 #include "io/log.h"
+#include "io/unix_address.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -34,14 +35,6 @@ int remaining_ms(Clock::time_point deadline, int timeout_ms) {
     auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     return static_cast<int>(std::max<long long>(0, left));
-}
-
-bool fill_address(const std::string& path, sockaddr_un& addr) {
-    std::memset(&addr, 0, sizeof addr);
-    addr.sun_family = AF_UNIX;
-    if (path.size() >= sizeof addr.sun_path) return false;
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    return true;
 }
 
 void enlarge_buffers(int fd) {
@@ -175,8 +168,8 @@ std::string vchan_socket_path(const std::string& dir, int server_domain, int cli
 
 std::unique_ptr<PendingServer> SocketBackend::listen(int peer_domain, int port, size_t) {
     auto path = vchan_socket_path(config_.socket_dir, config_.own_domain, peer_domain, port);
-    sockaddr_un addr{};
-    if (!fill_address(path, addr)) {
+    auto addr = io::UnixAddress::from_path(path);
+    if (!addr) {
         QLOG("vchan socket path too long: {}", path);
         return nullptr;
     }
@@ -189,8 +182,7 @@ std::unique_ptr<PendingServer> SocketBackend::listen(int peer_domain, int port, 
         QLOG_ERRNO("socket");
         return nullptr;
     }
-    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::listen(fd.get(), 1) != 0) {
+    if (::bind(fd.get(), addr->get(), addr->size()) != 0 || ::listen(fd.get(), 1) != 0) {
         QLOG_ERRNO("cannot listen on vchan socket {}", path);
         return nullptr;
     }
@@ -201,8 +193,8 @@ std::unique_ptr<PendingServer> SocketBackend::listen(int peer_domain, int port, 
 
 std::unique_ptr<Channel> SocketBackend::connect(int peer_domain, int port, int timeout_ms) {
     auto path = vchan_socket_path(config_.socket_dir, peer_domain, config_.own_domain, port);
-    sockaddr_un addr{};
-    if (!fill_address(path, addr)) {
+    auto addr = io::UnixAddress::from_path(path);
+    if (!addr) {
         QLOG("vchan socket path too long: {}", path);
         return nullptr;
     }
@@ -219,7 +211,7 @@ std::unique_ptr<Channel> SocketBackend::connect(int peer_domain, int port, int t
             QLOG_ERRNO("socket");
             return nullptr;
         }
-        if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
+        if (::connect(fd.get(), addr->get(), addr->size()) == 0)
             return make_socket_channel(std::move(fd));
         int err = errno;
         if (err != ENOENT && err != ECONNREFUSED && err != EAGAIN && err != EINTR) {
