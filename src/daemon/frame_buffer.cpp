@@ -18,7 +18,8 @@ FrameBuffer::Status FrameBuffer::next(Frame& out, const HeaderCheck& check) {
     auto frame = protocol::next_frame(untrusted, protocol::kMaxFramePayload);
     if (!frame.header) return Status::NeedMore;
     if (!header_checked_) {
-        if (frame.status == protocol::FrameStatus::TooLong || !check(*frame.header))
+        // The endpoint's rule first, then the ceiling every endpoint shares.
+        if (!check(*frame.header) || frame.status == protocol::FrameStatus::TooLong)
             return Status::Rejected;
         header_checked_ = true;
     }
