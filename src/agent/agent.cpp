@@ -1,8 +1,8 @@
 #include "agent/agent.h"
 
 #include "agent/call_handler.h"
-#include "io/event_loop.h"
 #include "io/admission.h"
+#include "io/event_loop.h"
 #include "io/fd.h"
 #include "io/log.h"
 #include "io/log_field.h"

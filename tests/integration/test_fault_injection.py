@@ -85,7 +85,8 @@ class World:
         while not self._stop.is_set():
             i = self.background_count
             data = f"bg {i}\n".encode() * 100
-            r = subprocess.run(dom0_call_cmd(self.qenv, "work", f"{self.user}:cat"),
+            r = subprocess.run(dom0_call_cmd(self.qenv, "work",
+                                             f"{self.user}:QUBESRPC test.Cat+bg dom0"),
                                env=dict(self.qenv.env), input=data, capture_output=True,
                                timeout=BOUND)
             if r.returncode != 0 or r.stdout != data:
