@@ -46,6 +46,17 @@ if(QREXEC_VCHAN STREQUAL "socket" AND QREXEC_TESTS AND TARGET qrexec_vchan_xen_o
            ${CMAKE_BINARY_DIR}/xen-standin/${app} SYMBOLIC)
     endif()
   endforeach()
+  # The stand-in as drop-in shared libraries (Debian's sonames), so programs built
+  # against the real libxenvchan (the packages) run over it with LD_LIBRARY_PATH.
+  foreach(lib xenvchan=4.17 xenstore=4)
+    string(REPLACE "=" ";" pair ${lib})
+    list(GET pair 0 name)
+    list(GET pair 1 soversion)
+    add_library(qrexec_standin_${name} SHARED ${CMAKE_SOURCE_DIR}/tests/xen_standin/standin.cpp)
+    target_include_directories(qrexec_standin_${name} PRIVATE ${QREXEC_XENVCHAN_INCLUDE_DIR})
+    set_target_properties(qrexec_standin_${name} PROPERTIES OUTPUT_NAME ${name}
+      SOVERSION ${soversion} LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/xen-standin-lib)
+  endforeach()
   if(XENVCHAN_FOUND)
     qrexec_transport_variant(xen $<TARGET_OBJECTS:qrexec_vchan_xen_objs>)
     foreach(entry ${QREXEC_VCHAN_PROGRAMS})
