@@ -56,6 +56,9 @@ if(QREXEC_VCHAN STREQUAL "socket" AND QREXEC_TESTS AND TARGET qrexec_vchan_xen_o
     target_include_directories(qrexec_standin_${name} PRIVATE ${QREXEC_XENVCHAN_INCLUDE_DIR})
     set_target_properties(qrexec_standin_${name} PROPERTIES OUTPUT_NAME ${name}
       SOVERSION ${soversion} LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/xen-standin-lib)
+    # The symbol versions of Debian's libraries (else ld.so warns on every start).
+    target_link_options(qrexec_standin_${name} PRIVATE
+      -Wl,--version-script=${CMAKE_SOURCE_DIR}/tests/xen_standin/${name}.map)
   endforeach()
   if(XENVCHAN_FOUND)
     qrexec_transport_variant(xen $<TARGET_OBJECTS:qrexec_vchan_xen_objs>)
