@@ -44,8 +44,11 @@ if(QREXEC_VCHAN STREQUAL "socket" AND QREXEC_TESTS AND NOT QREXEC_SANITIZE
     get_filename_component(app ${app_dir} NAME)
     if(NOT TARGET ${app}-xen-standin AND TARGET ${app})
       file(MAKE_DIRECTORY ${CMAKE_BINARY_DIR}/xen-standin)
-      file(CREATE_LINK ${CMAKE_BINARY_DIR}/apps/${app}/${app}
-           ${CMAKE_BINARY_DIR}/xen-standin/${app} SYMBOLIC)
+      # Never replaced: a reconfigure must not pull it from under a running test.
+      if(NOT IS_SYMLINK ${CMAKE_BINARY_DIR}/xen-standin/${app})
+        file(CREATE_LINK ${CMAKE_BINARY_DIR}/apps/${app}/${app}
+             ${CMAKE_BINARY_DIR}/xen-standin/${app} SYMBOLIC)
+      endif()
     endif()
   endforeach()
   # The stand-in as drop-in shared libraries (Debian's sonames), so programs built
