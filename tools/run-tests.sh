@@ -28,6 +28,13 @@ build_and_install "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 (cd "$BUILD" && ctest --output-on-failure -j2)
 [ "${QREXEC_TESTS_QUICK:-0}" = 1 ] && exit 0
 
+# The Debian packages of QREXEC_PACKAGES=1 tools/setup.sh, when built: lintian,
+# contents, integration tests against the programs at their installed paths.
+if ls build-deb/*.deb >/dev/null 2>&1; then
+  echo "== 1b. Debian packages (build-deb)"
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/packaging/test_packages.py
+fi
+
 if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
   echo "== 2. integration tests as nobody"
   copy=$(mktemp -d /tmp/qrexec-tests-XXXXXX)

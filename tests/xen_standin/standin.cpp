@@ -31,6 +31,7 @@ extern "C" {
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -48,6 +49,7 @@ namespace {
 constexpr size_t kClientRing = 65536; // the client cannot learn the server's sizes here
 constexpr size_t kMinRing = 1024;
 constexpr long kTickNs = 1000000;
+constexpr int kConnectAttempts = 5000; // 1 ms apart
 
 int own_domain() {
     const char* domain = std::getenv("VCHAN_DOMAIN");
@@ -240,6 +242,24 @@ bool fill_address(const std::string& path, sockaddr_un& addr) {
     return true;
 }
 
+// Xen publishes a server's keys once its rings are ready; a UNIX socket file
+// exists a moment before listen(). A bounded retry closes that gap.
+int connect_published(const sockaddr_un& addr) {
+    for (int attempt = 0;; ++attempt) {
+        int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) return -1;
+        if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) return fd;
+        int err = errno;
+        ::close(fd);
+        if ((err != ECONNREFUSED && err != EINTR) || attempt >= kConnectAttempts) {
+            errno = err;
+            return -1;
+        }
+        timespec pause{0, 1000000};
+        ::nanosleep(&pause, nullptr);
+    }
+}
+
 // --- xenstore -------------------------------------------------------------
 
 struct Watch {
@@ -326,10 +346,9 @@ struct libxenvchan* libxenvchan_client_init(struct xentoollog_logger*, int domai
     }
     Vchan* v = new_handle();
     if (!v) return nullptr;
-    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    int fd = connect_published(addr);
+    if (fd < 0) {
         int err = errno;
-        if (fd >= 0) ::close(fd);
         libxenvchan_close(&v->base);
         errno = err;
         return nullptr;
