@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -163,9 +164,10 @@ def test_the_honest_request_through_the_same_key_works(air):
 
 def test_bulk_data_is_carried_intact(air):
     digest = hashlib.sha256()
+    errors = tempfile.TemporaryFile()
     proc = subprocess.Popen([str(lab_binary()), "call", "work", "archive", "demo.Hash"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=air.env, start_new_session=True)
+                            stderr=errors, env=air.env, start_new_session=True)
 
     def feed():
         chunk = bytes(range(256)) * 4096  # 1 MiB
@@ -182,10 +184,12 @@ def test_bulk_data_is_carried_intact(air):
     writer = threading.Thread(target=feed)
     start = time.monotonic()
     writer.start()
-    out, err = proc.communicate(timeout=600)
+    out = proc.stdout.read()  # one line, at the end
     writer.join()
+    proc.wait(timeout=600)
     elapsed = time.monotonic() - start
-    assert proc.returncode == 0, err
+    errors.seek(0)
+    assert proc.returncode == 0, errors.read()
     assert out.decode().split() == [digest.hexdigest(), str(BULK)]
     print(f"{BULK} bytes across hosts in {elapsed:.2f} s")
 
