@@ -2,7 +2,7 @@
 namespaces with their own sshd, relays carrying calls with qubesair.SSHProxy.
 
 Needs root (network namespaces); skipped only when not root. Bulk size:
-$QREXEC_REMOTE_TEST_BYTES (default 64 MiB; 1 GiB = 1073741824 for the full check).
+$QREXEC_REMOTE_TEST_BYTES (default 16 MiB; 1 GiB = 1073741824 for the full check).
 """
 
 import hashlib
@@ -22,7 +22,7 @@ from lab_helpers import REPO, Lab, lab_binary, pid_alive, require_real_component
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
-BULK = int(os.environ.get("QREXEC_REMOTE_TEST_BYTES", str(64 << 20)))
+BULK = int(os.environ.get("QREXEC_REMOTE_TEST_BYTES", str(16 << 20)))
 
 
 def netns_of(pid):
