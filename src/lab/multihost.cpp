@@ -215,9 +215,14 @@ int run_program(const std::vector<std::string>& argv, pid_t netns_of = 0, bool q
 
 // `qrexec-lab up` for one host, in a network namespace of its own: the host's
 // supervisor (detached by `up`) keeps the namespace alive.
-int up_host_in_new_netns(const std::string& self, const std::string& state_dir,
-                         const std::string& lab_file, const std::string& air_file) {
-    io::Child child = io::spawn({-1, -1, -1}, [&]() -> int {
+// `qrexec-lab up` for one host, in a network namespace of its own: the host's
+// supervisor (detached by `up`) keeps the namespace alive. Its output goes to
+// `output` (hosts come up in parallel).
+io::Child up_host_in_new_netns(const std::string& self, const std::string& state_dir,
+                               const std::string& lab_file, const std::string& air_file,
+                               int output) {
+    io::Fd null(open("/dev/null", O_RDONLY | O_CLOEXEC));
+    return io::spawn({null.get(), output, output}, [&]() -> int {
         if (unshare(CLONE_NEWNET) != 0) {
             perror("qrexec-lab: unshare(CLONE_NEWNET)");
             return 1;
@@ -227,7 +232,6 @@ int up_host_in_new_netns(const std::string& self, const std::string& state_dir,
               lab_file.c_str(), ("--air=" + air_file).c_str(), static_cast<char*>(nullptr));
         return 127;
     });
-    return child.wait();
 }
 
 unsigned long long netns_inode(pid_t pid) {
@@ -419,7 +423,10 @@ AirSide write_host_config(const AirLab& lab, size_t i, const std::vector<Link>& 
                     "KbdInteractiveAuthentication no\nHostbasedAuthentication no\nUsePAM no\n"
                     "PermitUserEnvironment no\nAllowTcpForwarding no\nX11Forwarding no\n"
                     "AllowAgentForwarding no\nPermitTunnel no\nPrintMotd no\n"
-                    "MaxSessions 64\nMaxStartups 64\nLogLevel INFO\n",
+                    "MaxSessions 64\nMaxStartups 64\nLogLevel INFO\n"
+                    "# bash sources ~/.bashrc for commands run by sshd unless it is a nested\n"
+                    "# shell: the forced command must not depend on root's shell setup.\n"
+                    "SetEnv SHLVL=1\n",
                     me.name, dir, dir, dir),
         0600);
     // The relay's qubesair.SSHProxy: the installed one, told where this host's
@@ -529,25 +536,36 @@ int air_up(const Context& ctx, const AirLab& lab) {
         fs::remove(air_state_path(ctx.paths), ec);
         return 1;
     };
+    std::vector<io::Child> ups;
+    std::vector<std::string> outputs;
     for (size_t i = 0; i < lab.hosts.size(); ++i) {
-        const AirHost& h = lab.hosts[i];
         AirSide air = write_host_config(lab, i, links, state_dirs, *tools);
         std::string air_file = air_dir(state_dirs[i]) + "/air.json";
         write_file_atomic(air_file, air_side_to_json(air), 0600);
-        fmt::print("== host {} ==\n", h.name);
+        outputs.push_back(air_dir(state_dirs[i]) + "/up.out");
+        io::Fd out(open(outputs.back().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+        ups.push_back(up_host_in_new_netns(tools->self, state_dirs[i], lab.hosts[i].lab.file,
+                                           air_file, out ? out.get() : -1));
+    }
+    std::string failed;
+    for (size_t i = 0; i < lab.hosts.size(); ++i) {
+        const AirHost& h = lab.hosts[i];
+        int status = ups[i].wait();
+        fmt::print("== host {} ==\n{}", h.name, read_file(outputs[i]).value_or(""));
         std::fflush(stdout);
-        if (up_host_in_new_netns(tools->self, state_dirs[i], h.lab.file, air_file) != 0)
-            return abandon("host " + h.name + " did not come up (see above)");
-        auto pid_text = read_file(StatePaths{state_dirs[i]}.supervisor_pid());
-        auto sup = pid_text ? process_id_from_text(*pid_text) : std::nullopt;
-        if (!sup) return abandon("host " + h.name + " has no supervisor");
-        AirHostState hs{h.name, state_dirs[i], h.lab.file, netns_inode(sup->pid), {}};
+        pid_t supervisor = 0;
+        if (auto text = read_file(StatePaths{state_dirs[i]}.supervisor_pid()))
+            if (auto id = process_id_from_text(*text)) supervisor = id->pid;
+        AirHostState hs{
+            h.name, state_dirs[i], h.lab.file, supervisor ? netns_inode(supervisor) : 0, {}};
         for (const auto& d : h.lab.domains)
             hs.domains.push_back(d.name);
         state.hosts.push_back(hs);
-        holders.push_back(sup->pid);
-        write_file_atomic(air_state_path(ctx.paths), air_state_to_json(state));
+        holders.push_back(supervisor);
+        if ((status != 0 || !supervisor) && failed.empty()) failed = h.name;
     }
+    write_file_atomic(air_state_path(ctx.paths), air_state_to_json(state));
+    if (!failed.empty()) return abandon("host " + failed + " did not come up (see above)");
     for (const auto& link : links)
         if (!configure_link(*tools, link, holders))
             return abandon(fmt::format("cannot link hosts {} and {}", lab.hosts[link.a].name,

@@ -45,6 +45,10 @@ Validates LAB (default ./lab.toml), then starts in the background the policy
 daemon and, for each domain, a qrexec-agent and a qrexec-daemon. Returns once
 every socket is there (agents connected to their daemons), and prints the
 domains. If the lab is already up, says so and exits 0.
+
+A lab file with [[host]] tables is a multi-host lab (needs root): each host is
+an ordinary lab in its own network namespace with its own sshd, and the other
+hosts' domains are RemoteVMs behind its relay (docs/REMOTE.md).
 )"},
         {"check", R"(usage: qrexec-lab check [LAB]
 
