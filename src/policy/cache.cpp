@@ -2,11 +2,14 @@
 
 #include "io/log.h"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 namespace qrexec::policy {
 
@@ -45,6 +48,46 @@ bool created_by_a_writer(const std::string& path) {
     return ::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1;
 }
 
+// Reads files under a read lease (fcntl F_SETLEASE): the lease cannot be taken while
+// anyone has the file open for writing, and while it is held a writer's open() waits
+// until it is released. So a file is either read whole, between two writers, or not
+// at all ("busy"). Inotify alone cannot promise that: a truncate or write changes the
+// data a moment before its event is queued. Where leases are not available (not the
+// file's owner without CAP_LEASE, a file system without leases) the read is plain and
+// the inotify checks are what is left.
+class LeasedLoader final : public Loader {
+  public:
+    PathKind kind(const std::string& path) const override { return fs_.kind(path); }
+    std::optional<std::vector<std::string>> list_dir(const std::string& path,
+                                                     std::string* error) const override {
+        return fs_.list_dir(path, error);
+    }
+    std::optional<std::string> read_file(const std::string& path,
+                                         std::string* error) const override {
+        io::Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+        if (!fd) {
+            // (a symlink or a failure: the plain reader reports it the usual way)
+            return fs_.read_file(path, error);
+        }
+        if (::fcntl(fd.get(), F_SETLEASE, F_RDLCK) != 0) {
+            if (errno == EAGAIN) {
+                busy_ = true; // open for writing right now
+                if (error) *error = "file " + path + " is being written";
+                return std::nullopt;
+            }
+            return fs_.read_file(path, error);
+        }
+        auto text = fs_.read_file(path, error);
+        ::fcntl(fd.get(), F_SETLEASE, F_UNLCK);
+        return text;
+    }
+    bool busy() const { return busy_; }
+
+  private:
+    FsLoader fs_;
+    mutable bool busy_ = false;
+};
+
 } // namespace
 
 PolicyCache::PolicyCache(CacheConfig config) : config_(std::move(config)) {
@@ -53,6 +96,10 @@ PolicyCache::PolicyCache(CacheConfig config) : config_(std::move(config)) {
         system_base_ = base_name(config_.system_info_file);
     }
     if (config_.watch) {
+        // A writer opening a file we hold a read lease on makes the kernel send SIGIO
+        // (default action: terminate); the lease is released right after reading, so
+        // the signal itself is not needed.
+        ::signal(SIGIO, SIG_IGN);
         // Watching starts before the first load, so no change can fall in between.
         inotify_ = io::Fd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
         if (!inotify_) QLOG_ERRNO("inotify_init1 failed (policy changes will not be noticed)");
@@ -74,8 +121,10 @@ std::shared_ptr<const SystemInfo> PolicyCache::fetch_system_info(std::string* er
 }
 
 std::shared_ptr<const Policy> PolicyCache::load() const {
-    FsLoader loader;
-    return std::make_shared<const Policy>(load_policy(loader, config_.paths));
+    LeasedLoader loader;
+    auto policy = std::make_shared<const Policy>(load_policy(loader, config_.paths));
+    if (loader.busy()) return nullptr;
+    return policy;
 }
 
 void PolicyCache::install(std::shared_ptr<const Policy> fresh) {
@@ -99,7 +148,19 @@ void PolicyCache::install(std::shared_ptr<const Policy> fresh) {
 
 void PolicyCache::reload_policy() {
     policy_changed_ = false;
-    install(load());
+    auto fresh = load();
+    if (!fresh) {
+        // A file is open for writing: its IN_CLOSE_WRITE brings the next attempt.
+        policy_changed_ = true;
+        if (!policy_) {
+            // Nothing to keep: read it as it is rather than start without a policy.
+            FsLoader plain;
+            fresh = std::make_shared<const Policy>(load_policy(plain, config_.paths));
+        } else {
+            return;
+        }
+    }
+    install(std::move(fresh));
 }
 
 void PolicyCache::reload_system_info() {
@@ -241,6 +302,8 @@ void PolicyCache::settle() {
         Events during = read_events();
         system_changed_ = system_changed_ || during.system;
         if (during.policy) continue;
+        // A file open for writing: wait for its IN_CLOSE_WRITE.
+        if (!fresh) return;
         policy_changed_ = false;
         install(std::move(fresh));
         // (the next round reloads a system-info file that changed meanwhile)
