@@ -11,9 +11,9 @@
 #include "daemon/policy_client.h"
 #include "io/event_loop.h"
 #include "io/fd.h"
-#include "policy_server/ask.h"
 #include "policy/cache.h"
 #include "policy/engine.h"
+#include "policy_server/ask.h"
 
 #include <chrono>
 #include <cstdint>

@@ -17,13 +17,13 @@ namespace {
 
 // IN_MODIFY and IN_CREATE only mark a file as being written; the reload waits for
 // its IN_CLOSE_WRITE (or an atomic IN_MOVED_TO).
-constexpr uint32_t kWatchMask = IN_CREATE | IN_DELETE | IN_MODIFY | IN_CLOSE_WRITE |
-                                IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB | IN_DELETE_SELF |
-                                IN_MOVE_SELF;
+constexpr uint32_t kWatchMask = IN_CREATE | IN_DELETE | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_FROM |
+                                IN_MOVED_TO | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF;
 
 // A load that keeps meeting fresh changes is given up after this many tries; the next
 // event starts again (the old snapshot stays in use meanwhile).
 constexpr int kMaxLoadAttempts = 8;
+constexpr int kMaxEventReads = 64;
 
 std::string base_name(const std::string& path) {
     auto slash = path.rfind('/');
@@ -231,8 +231,7 @@ void PolicyCache::note_event(int wd, uint32_t mask, const std::string& name, Eve
     if (use_it == uses_.end()) return;
     const WatchUse& use = use_it->second;
     bool is_system = use.system && name == system_base_;
-    bool is_policy =
-        (use.policy_any || use.policy_names.count(name) || name.empty()) && !is_system;
+    bool is_policy = (use.policy_any || use.policy_names.count(name) || name.empty()) && !is_system;
     if (!is_system && !is_policy) return;
     auto key = std::make_pair(wd, name);
     bool tracked = !name.empty() && may_be_policy_name(name) && !(mask & IN_ISDIR);
@@ -253,7 +252,9 @@ PolicyCache::Events PolicyCache::read_events() {
     Events out;
     if (!inotify_) return out;
     alignas(inotify_event) char buffer[16384];
-    for (;;) {
+    // Bounded: a directory written to without pause (a log next to the system-info
+    // file) must not keep the event loop here; what is left wakes the loop again.
+    for (int reads = 0; reads < kMaxEventReads; ++reads) {
         ssize_t n = ::read(inotify_.get(), buffer, sizeof buffer);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;

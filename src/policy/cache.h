@@ -15,8 +15,8 @@
 // and keep those shared snapshots until the request is answered.
 #pragma once
 
-#include "policy/engine.h"
 #include "io/fd.h"
+#include "policy/engine.h"
 
 #include <cstdint>
 #include <map>

@@ -48,8 +48,8 @@ struct Decision {
     // The key=value reply of DAEMON.md §5.3, lines joined with '\n', no trailing newline.
     // Empty while outcome == Ask.
     std::string answer;
-    std::optional<Location> rule; // the deciding rule, if any
-    std::string reason;           // human-readable (log line, explain)
+    std::optional<Location> rule;      // the deciding rule, if any
+    std::string reason;                // human-readable (log line, explain)
     std::vector<std::string> warnings; // logged before the decision (e.g. unknown targets)
     // Whether upstream would send a policy.Notify for this outcome (never set in
     // just_evaluate mode).

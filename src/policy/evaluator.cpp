@@ -198,8 +198,8 @@ bool Evaluation::prepare() {
     // Errata 7: the source's record is needed (its default_dispvm, GUI VM...); a source
     // missing from the system information fails closed.
     if (!find_vm(sys_, source_)) {
-        decision_ = deny(fmt::format("source '{}' is not in the system information", source_),
-                         false);
+        decision_ =
+            deny(fmt::format("source '{}' is not in the system information", source_), false);
         return false;
     }
     if (token->kind == TokenKind::Literal && !is_dom0(target) && !find_vm(sys_, target)) {
@@ -530,7 +530,8 @@ Decision Evaluation::ask_rule(const Rule& rule) {
     pending.reason = fmt::format("ask at {}", rule.where.str());
     pending.ask = st;
     if (req_.assume_yes_for_ask) return answer_ask(pending, sys_, target_);
-    if (req_.just_evaluate) return deny("denied for non-interactive ask (just evaluate)", false, &rule);
+    if (req_.just_evaluate)
+        return deny("denied for non-interactive ask (just evaluate)", false, &rule);
     return pending;
 }
 

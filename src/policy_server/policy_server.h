@@ -6,9 +6,9 @@
 
 #include "io/event_loop.h"
 #include "io/fd.h"
-#include "policy_server/ask.h"
 #include "policy/cache.h"
 #include "policy/engine.h"
+#include "policy_server/ask.h"
 #include "policy_server/request.h"
 
 #include <map>
@@ -25,7 +25,7 @@ struct DaemonConfig {
     std::string gui_socket_path = "/etc/qubes-rpc/policy.EvalGUI";     // "" = disabled
     std::string system_info_file;                                      // "" = qubesd
     std::string qubesd_socket = qubesd_internal_socket_from_env();
-    std::string ask_command;                                           // "" = deny asks
+    std::string ask_command; // "" = deny asks
     // One log line per decision (upstream logs each to syslog); benchmarks turn it off.
     bool log_decisions = true;
     // A client that has not finished its request after this long is dropped.

@@ -2,11 +2,11 @@
 // the key=value answer the qrexec daemon parses (DAEMON.md §5.3).
 #include "io/log.h"
 #include "io/process.h"
+#include "policy/qubesd.h"
 #include "policy_server/ask.h"
 #include "policy_server/decision_log.h"
 #include "policy_server/programs/command_line.h"
 #include "policy_server/programs/programs.h"
-#include "policy/qubesd.h"
 
 #include <unistd.h>
 

@@ -1,9 +1,9 @@
 // qrexec-policy explain SOURCE TARGET SERVICE+ARG: the decision, the rule that made it
 // (file:line) and why each earlier rule did not match.
 #include "io/log.h"
+#include "policy/tools.h"
 #include "policy_server/programs/command_line.h"
 #include "policy_server/programs/programs.h"
-#include "policy/tools.h"
 
 #include <cstdio>
 #include <string>

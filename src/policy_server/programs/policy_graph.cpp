@@ -2,9 +2,9 @@
 #include "io/fd.h"
 #include "io/log.h"
 #include "io/process.h"
+#include "policy/tools.h"
 #include "policy_server/programs/command_line.h"
 #include "policy_server/programs/programs.h"
-#include "policy/tools.h"
 
 #include <fcntl.h>
 #include <unistd.h>

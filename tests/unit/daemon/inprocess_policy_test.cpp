@@ -356,7 +356,7 @@ class CaseGenerator {
     // System info JSON; remembers the VMs for the tokens below.
     std::string system_json() {
         static const std::vector<std::string> pool = {"work", "personal", "vault", "dvm",
-                                                      "dvm2", "far", "relay", "sys-net"};
+                                                      "dvm2", "far",      "relay", "sys-net"};
         vms_.clear();
         std::string json = R"({"domains": {"dom0": {"type": "AdminVM", "power_state": )"
                            R"("Running", "uuid": "00000000-0000-0000-0000-000000000000", )"
@@ -371,7 +371,9 @@ class CaseGenerator {
             bool remote = vm.name == "far" && chance(2);
             std::string tags = chance(2) ? R"(["t1"])" : chance(2) ? R"(["t1", "t2"])" : "[]";
             json += ", \"" + vm.name + "\": {\"uuid\": \"" + vm.uuid + "\", \"type\": \"" +
-                    (remote ? "RemoteVM" : chance(4) ? "TemplateVM" : "AppVM") +
+                    (remote      ? "RemoteVM"
+                     : chance(4) ? "TemplateVM"
+                                 : "AppVM") +
                     "\", \"tags\": " + tags + ", \"power_state\": \"" +
                     (chance(3) ? "Halted" : "Running") + "\", \"template_for_dispvms\": " +
                     (vm.name.starts_with("dvm") || chance(6) ? "true" : "false") +
@@ -396,8 +398,8 @@ class CaseGenerator {
             std::string argument = service == "*" ? "*" : one_of({"*", "+", "+x"});
             std::string action = one_of({"allow", "allow", "deny", "ask", "ask"});
             std::string target = target_column();
-            std::string line = service + " " + argument + " " + source_column() + " " + target +
-                               " " + action;
+            std::string line =
+                service + " " + argument + " " + source_column() + " " + target + " " + action;
             if (action != "deny" && (target == "@default" || chance(3)))
                 line += " target=" + redirect();
             if (action == "ask" && chance(3)) line += " default_target=" + redirect();
@@ -596,27 +598,24 @@ TEST(PolicyAgreement, FourConsumersGiveTheSameAnswer) {
                     // (not evaluate(): stderr is already being captured here)
                     PolicyEvaluation e(
                         loop, *in_process,
-                        PolicyQuery{r.source, std::nullopt, r.intended_target,
-                                    r.service_and_arg},
+                        PolicyQuery{r.source, std::nullopt, r.intended_target, r.service_and_arg},
                         "case", [&](std::string reply) { inproc = std::move(reply); });
                     e.run();
                     run_until(loop, [&] { return inproc.has_value(); });
                 }
-                std::string first = policy::evaluate(*policy, *system, r).outcome ==
-                                            policy::Outcome::Ask
-                                        ? "ask"
-                                        : outcome_word(d.outcome);
-                bool agree = socket == d.answer && explain == first &&
-                             (exec.status == 0) == d.allowed() &&
-                             (exec.status == 0) == (explain == "allow") &&
-                             (mode != 0 || inproc == d.answer);
+                std::string first =
+                    policy::evaluate(*policy, *system, r).outcome == policy::Outcome::Ask
+                        ? "ask"
+                        : outcome_word(d.outcome);
+                bool agree =
+                    socket == d.answer && explain == first && (exec.status == 0) == d.allowed() &&
+                    (exec.status == 0) == (explain == "allow") && (mode != 0 || inproc == d.answer);
                 allowed += exec.status == 0;
                 if (!agree) {
                     ++mismatches;
                     ADD_FAILURE() << "case " << c + i << " mode " << mode << ": source '"
                                   << r.source << "' target '" << r.intended_target << "' "
-                                  << r.service_and_arg << "\n--- exec (" << exec.status
-                                  << "):\n"
+                                  << r.service_and_arg << "\n--- exec (" << exec.status << "):\n"
                                   << d.answer << "\n--- socket:\n"
                                   << socket.value_or("<none>") << "\n--- in-process:\n"
                                   << inproc.value_or("<n/a>") << "\n--- explain: " << explain

@@ -283,11 +283,11 @@ TEST_F(Match, IntendedDispvmTemplateMustBeTemplate) {
 TEST_F(Match, UuidIntendedTarget) {
     Policy p = load_one("* * @anyvm @anyvm allow\n");
     Decision d = evaluate(p, sys, req("work", "uuid:11111111-0000-0000-0000-000000000003", "a.B"));
-    EXPECT_EQ(d.answer,
-              lines({"user=DEFAULT", "result=allow",
-                     "target=uuid:11111111-0000-0000-0000-000000000003",
-                     "target_uuid=uuid:11111111-0000-0000-0000-000000000003", "autostart=True",
-                     "requested_target=uuid:11111111-0000-0000-0000-000000000003"}));
+    EXPECT_EQ(
+        d.answer,
+        lines({"user=DEFAULT", "result=allow", "target=uuid:11111111-0000-0000-0000-000000000003",
+               "target_uuid=uuid:11111111-0000-0000-0000-000000000003", "autostart=True",
+               "requested_target=uuid:11111111-0000-0000-0000-000000000003"}));
 }
 
 // --- allow (§7) ---

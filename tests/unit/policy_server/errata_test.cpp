@@ -75,9 +75,9 @@ class Errata : public ::testing::Test {
             Request r = base;
             r.just_evaluate = mode == 1 || mode == 3;
             r.assume_yes_for_ask = mode == 2 || mode == 3;
-            SCOPED_TRACE(::testing::Message() << "mode " << mode << " (just_evaluate "
-                                              << r.just_evaluate << ", assume_yes "
-                                              << r.assume_yes_for_ask << ")");
+            SCOPED_TRACE(::testing::Message()
+                         << "mode " << mode << " (just_evaluate " << r.just_evaluate
+                         << ", assume_yes " << r.assume_yes_for_ask << ")");
             Decision d = decide(policy, sys, r);
             ExecReport report = exec_report(d, r.just_evaluate);
             EXPECT_EQ(d.answer, expected[mode].answer);
@@ -110,9 +110,9 @@ Expected deny(const std::string& log) {
 
 TEST_F(Errata, E1_UuidIntendedTargetIsPrintedAsWritten) {
     std::string uuid = std::string("uuid:") + kVault;
-    std::string full = allow_answer({"user=DEFAULT", "result=allow", "target=" + uuid,
-                                     "target_uuid=" + uuid, "autostart=True",
-                                     "requested_target=" + uuid});
+    std::string full =
+        allow_answer({"user=DEFAULT", "result=allow", "target=" + uuid, "target_uuid=" + uuid,
+                      "autostart=True", "requested_target=" + uuid});
     std::string log = "t.S+: work -> " + uuid + ": allowed (allowed by policy " + at(1);
     check("t.S * @anyvm @anyvm allow\n", req("work", uuid, "t.S"),
           {Expected{full, 0, log + ")"}, Expected{"result=allow", 0, log + " (just evaluate))"},
@@ -121,9 +121,9 @@ TEST_F(Errata, E1_UuidIntendedTargetIsPrintedAsWritten) {
 
 TEST_F(Errata, E1_DispvmUuidIntendedTargetIsPrintedAsWritten) {
     std::string target = std::string("@dispvm:uuid:") + kDvmTpl;
-    std::string full = allow_answer({"user=DEFAULT", "result=allow", "target=" + target,
-                                     "target_uuid=" + target, "autostart=True",
-                                     "requested_target=" + target});
+    std::string full =
+        allow_answer({"user=DEFAULT", "result=allow", "target=" + target, "target_uuid=" + target,
+                      "autostart=True", "requested_target=" + target});
     std::string log = "t.S+: work -> " + target + ": allowed (allowed by policy " + at(1);
     check("t.S * @anyvm @anyvm allow\n", req("work", target, "t.S"),
           {Expected{full, 0, log + ")"}, Expected{"result=allow", 0, log + " (just evaluate))"},
@@ -132,9 +132,9 @@ TEST_F(Errata, E1_DispvmUuidIntendedTargetIsPrintedAsWritten) {
 
 TEST_F(Errata, E1_UuidRedirectIsPrintedAsWrittenAndDispvmByTemplateName) {
     std::string uuid = std::string("uuid:") + kPersonal;
-    std::string full = allow_answer({"user=DEFAULT", "result=allow", "target=" + uuid,
-                                     "target_uuid=" + uuid, "autostart=True",
-                                     "requested_target=@default"});
+    std::string full =
+        allow_answer({"user=DEFAULT", "result=allow", "target=" + uuid, "target_uuid=" + uuid,
+                      "autostart=True", "requested_target=@default"});
     std::string log = "t.S+: work -> " + uuid + ": allowed (allowed by policy " + at(1);
     check("t.S * @anyvm @default allow target=" + uuid + "\n", req("work", "", "t.S"),
           {Expected{full, 0, log + ")"}, Expected{"result=allow", 0, log + " (just evaluate))"},
@@ -146,17 +146,16 @@ TEST_F(Errata, E1_UuidRedirectIsPrintedAsWrittenAndDispvmByTemplateName) {
     std::string dlog = "t.S+: work -> @dispvm:dvm-tpl: allowed (allowed by policy " + at(1);
     check("t.S * @anyvm @dispvm allow\n", req("work", "@dispvm", "t.S"),
           {Expected{disp, 0, dlog + ")"}, Expected{"result=allow", 0, dlog + " (just evaluate))"},
-           Expected{disp, 0, dlog + ")"},
-           Expected{"result=allow", 0, dlog + " (just evaluate))"}});
+           Expected{disp, 0, dlog + ")"}, Expected{"result=allow", 0, dlog + " (just evaluate))"}});
 }
 
 // ---- Errata 2: loopback is a string comparison --------------------------------------
 
 TEST_F(Errata, E2_OwnUuidIsNotLoopback) {
     std::string uuid = std::string("uuid:") + kWork;
-    std::string full = allow_answer({"user=DEFAULT", "result=allow", "target=" + uuid,
-                                     "target_uuid=" + uuid, "autostart=True",
-                                     "requested_target=" + uuid});
+    std::string full =
+        allow_answer({"user=DEFAULT", "result=allow", "target=" + uuid, "target_uuid=" + uuid,
+                      "autostart=True", "requested_target=" + uuid});
     std::string log = "t.S+: work -> " + uuid + ": allowed (allowed by policy " + at(1);
     check("t.S * @anyvm @anyvm allow\n", req("work", uuid, "t.S"),
           {Expected{full, 0, log + ")"}, Expected{"result=allow", 0, log + " (just evaluate))"},
@@ -176,10 +175,11 @@ TEST_F(Errata, E2_DisposableOfTheSourceIsNotLoopback) {
 TEST_F(Errata, E2_Dom0RedirectedToAdminvmIsLoopback) {
     // Loopback is an answer-time check: --just-evaluate skips it (errata 3).
     std::string loop = "t.S+: dom0 -> dom0: denied: loopback qrexec connection not supported";
-    std::string ok = "t.S+: dom0 -> dom0: allowed (allowed by policy " + at(1) + " (just evaluate))";
-    check("t.S * dom0 @anyvm allow target=@adminvm\n", req("dom0", "personal", "t.S"),
-          {deny(loop), Expected{"result=allow", 0, ok}, deny(loop),
-           Expected{"result=allow", 0, ok}});
+    std::string ok =
+        "t.S+: dom0 -> dom0: allowed (allowed by policy " + at(1) + " (just evaluate))";
+    check(
+        "t.S * dom0 @anyvm allow target=@adminvm\n", req("dom0", "personal", "t.S"),
+        {deny(loop), Expected{"result=allow", 0, ok}, deny(loop), Expected{"result=allow", 0, ok}});
 }
 
 // ---- Errata 3: --just-evaluate runs §7 steps 1-5 and the §8 choice list ------------
@@ -201,11 +201,11 @@ TEST_F(Errata, E3_RemoteVmRelayCheckIsAnswerTime) {
     std::string log = "t.S+: work -> lost: ";
     check("t.S * @anyvm @anyvm allow\n", req("work", "lost", "t.S"),
           {deny(log + "denied: remote target lost has no relayvm/transport_rpc"),
-           Expected{"result=allow", 0, log + "allowed (allowed by policy " + at(1) +
-                                           " (just evaluate))"},
+           Expected{"result=allow", 0,
+                    log + "allowed (allowed by policy " + at(1) + " (just evaluate))"},
            deny(log + "denied: remote target lost has no relayvm/transport_rpc"),
-           Expected{"result=allow", 0, log + "allowed (allowed by policy " + at(1) +
-                                           " (just evaluate))"}});
+           Expected{"result=allow", 0,
+                    log + "allowed (allowed by policy " + at(1) + " (just evaluate))"}});
 }
 
 // ---- Errata 4: @dispvm:X verified wherever it is a target ----------------------------
@@ -273,10 +273,9 @@ TEST_F(Errata, E7_DisposableOfAnUnknownTemplate) {
 // ---- Errata 8: RemoteVM service= names the resolved remote qube -----------------------
 
 TEST_F(Errata, E8_RemoteVmServiceLineNamesTheRemoteQube) {
-    std::string full = allow_answer({"user=DEFAULT", "result=allow", "target=relay",
-                                     std::string("target_uuid=uuid:") + kRelay, "autostart=True",
-                                     "requested_target=@default",
-                                     "service=qubesair.SSHProxy+far+t.S+"});
+    std::string full = allow_answer(
+        {"user=DEFAULT", "result=allow", "target=relay", std::string("target_uuid=uuid:") + kRelay,
+         "autostart=True", "requested_target=@default", "service=qubesair.SSHProxy+far+t.S+"});
     std::string log = "t.S+: work -> far: allowed (allowed by policy " + at(1);
     check("t.S * @anyvm @default allow target=far user=u\n", req("work", "", "t.S"),
           {Expected{full, 0, log + ")"}, Expected{"result=allow", 0, log + " (just evaluate))"},
@@ -288,8 +287,8 @@ TEST_F(Errata, E8_RemoteVmServiceLineNamesTheRemoteQube) {
 TEST_F(Errata, E9_AskTargetKeepsTheSourceAndInternalVms) {
     std::string refused = "t.S+: work -> work: denied: denied by the user";
     std::string loop = "t.S+: work -> work: denied: loopback qrexec connection not supported";
-    std::string ok = "t.S+: work -> work: allowed (allowed by the user to work (" + at(1) +
-                     ") (just evaluate))";
+    std::string ok =
+        "t.S+: work -> work: allowed (allowed by the user to work (" + at(1) + ") (just evaluate))";
     check("t.S * @anyvm @anyvm ask target=work\n", req("work", "work", "t.S"),
           {deny(refused),
            deny("t.S+: work -> work: denied: denied for non-interactive ask (just evaluate)"),
