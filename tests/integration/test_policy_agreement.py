@@ -17,7 +17,7 @@ from daemon_helpers import qenv  # noqa: F401 (fixture)
 from policy_helpers import (TIMEOUT, PolicyTree, binary, query, request, running_daemon,
                             wait_for)
 
-TREES = int(os.environ.get("QREXEC_POLICY_AGREEMENT_TREES", "20"))
+TREES = int(os.environ.get("QREXEC_POLICY_AGREEMENT_TREES", "12"))
 SEED = int(os.environ.get("QREXEC_POLICY_AGREEMENT_SEED", "4242"))
 REQUESTS_PER_TREE = 4
 MODES = [(), ("--just-evaluate",), ("--assume-yes-for-ask",),
