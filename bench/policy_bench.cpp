@@ -1,7 +1,7 @@
 // Policy engine speed: a decision against 1,000 rules, a full reload of 1,000 rules from
 // disk, and the policy daemon's answer over its socket.
 #include "io/event_loop.h"
-#include "policy/daemon.h"
+#include "policy_server/policy_server.h"
 #include "policy/engine.h"
 
 #include <benchmark/benchmark.h>

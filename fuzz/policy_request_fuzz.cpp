@@ -1,6 +1,6 @@
 // libFuzzer target: the policy-daemon socket request parser (fed in chunks, as the
 // daemon reads it) and the policy.EvalSimple / EvalGUI input parser.
-#include "policy/request.h"
+#include "policy_server/request.h"
 
 #include <cstddef>
 #include <cstdint>

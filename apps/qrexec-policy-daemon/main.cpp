@@ -1,4 +1,4 @@
-#include "policy/programs/programs.h"
+#include "policy_server/programs/programs.h"
 
 int main(int argc, char** argv) {
     return qrexec::policy::policy_daemon_main(argc, argv);

@@ -133,7 +133,7 @@ Daemon::Daemon(io::EventLoop& loop, DaemonConfig config,
       socket_(static_cast<int>(config_.settings.domid), config_.settings.domname, config_.uuid),
       ports_(config_.settings.domid) {
     if (config_.in_process)
-        policy_cache_ = std::make_unique<PolicyCache>(loop_, *config_.in_process);
+        policy_cache_ = std::make_unique<InProcessPolicy>(loop_, *config_.in_process);
 }
 
 Daemon::~Daemon() {

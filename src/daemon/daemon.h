@@ -91,7 +91,7 @@ class Daemon final : public RequestHost {
     void request_refuse(Request& request) override;
     void keep_disposable(io::Fd connection, std::string name) override;
     void kill_disposable(std::string name) override;
-    const PolicyCache* policy_cache() const override { return policy_cache_.get(); }
+    const InProcessPolicy* policy_cache() const override { return policy_cache_.get(); }
     io::RateLimiter* refusal_log_limiter() override { return &vm_log_limiter_; }
 
   private:
@@ -149,7 +149,7 @@ class Daemon final : public RequestHost {
     DaemonConfig config_;
     std::unique_ptr<transport::Backend> backend_;
     Reaper reaper_; // before requests_: destroyed after them (they hand children to it)
-    std::unique_ptr<PolicyCache> policy_cache_; // before requests_ (they evaluate with it)
+    std::unique_ptr<InProcessPolicy> policy_cache_; // before requests_ (they evaluate with it)
     ClientSocket socket_;
     Watch listener_watch_;
     PortAllocator ports_;

@@ -3,12 +3,10 @@
 #include "io/log.h"
 
 #include <sys/epoll.h>
-#include <sys/inotify.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
-#include <set>
 #include <utility>
 
 namespace qrexec::daemon {
@@ -17,27 +15,6 @@ namespace {
 
 // Upper bound on qubesd's internal.GetSystemInfo reply (a JSON of every VM).
 constexpr size_t kMaxSystemInfoReply = 64 * 1024 * 1024;
-
-// No IN_MODIFY: a file being written is picked up at IN_CLOSE_WRITE (or at the
-// IN_MOVED_TO of an atomic rename), so a half-written file is not parsed.
-constexpr uint32_t kWatchMask = IN_CREATE | IN_DELETE | IN_CLOSE_WRITE | IN_MOVED_FROM |
-                                IN_MOVED_TO | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF;
-
-std::string parent_dir(const std::string& path) {
-    auto slash = path.rfind('/');
-    if (slash == std::string::npos) return ".";
-    if (slash == 0) return "/";
-    return path.substr(0, slash);
-}
-
-std::string base_name(const std::string& path) {
-    auto slash = path.rfind('/');
-    return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
-bool is_directory(const std::string& path) {
-    return policy::FsLoader{}.kind(path) == policy::PathKind::Directory;
-}
 
 const char* outcome_name(policy::Outcome outcome) {
     switch (outcome) {
@@ -79,142 +56,32 @@ std::string decision_location(const policy::Decision& decision, const policy::Po
     return "no rule";
 }
 
-// ---- PolicyCache -------------------------------------------------------------
+// ---- InProcessPolicy ----------------------------------------------------------
 
-PolicyCache::PolicyCache(io::EventLoop& loop, InProcessConfig config)
-    : loop_(loop), config_(std::move(config)) {
-    if (!config_.system_info_file.empty()) {
-        system_dir_ = parent_dir(config_.system_info_file);
-        system_base_ = base_name(config_.system_info_file);
-    }
-    inotify_ = io::Fd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
-    if (inotify_)
-        inotify_watch_ = Watch(loop_, inotify_.get(), EPOLLIN, [this](uint32_t) { on_inotify(); });
-    else
-        QLOG_ERRNO("inotify_init1 failed (policy changes will not be noticed)");
-    reload_policy();
-    if (!system_info_from_qubesd()) reload_system_info();
+namespace {
+policy::CacheConfig cache_config(const InProcessConfig& config) {
+    policy::CacheConfig out;
+    out.paths = config.paths;
+    out.system_info_file = config.system_info_file;
+    out.watch = true;
+    return out;
+}
+} // namespace
+
+InProcessPolicy::InProcessPolicy(io::EventLoop& loop, InProcessConfig config)
+    : config_(std::move(config)), cache_(cache_config(config_)) {
+    if (cache_.watch_fd() >= 0)
+        watch_ = Watch(loop, cache_.watch_fd(), EPOLLIN,
+                       [this](uint32_t) { cache_.on_watch_readable(); });
 }
 
-PolicyCache::~PolicyCache() {
-    inotify_watch_.reset();
-}
-
-std::shared_ptr<const policy::SystemInfo> PolicyCache::system_info(std::string* error) const {
-    if (!system_ && error) *error = system_error_;
-    return system_;
-}
-
-void PolicyCache::reload_policy() {
-    auto fresh = policy::load_policy_shared(loader_, config_.paths);
-    ++generation_;
-    for (const auto& warning : fresh->warnings)
-        QLOG("policy warning: {}", warning);
-    if (fresh->ok()) {
-        QLOG("policy loaded (generation {}): {} rules from {} files", generation_,
-             fresh->rules.size(), fresh->files.size());
-    } else {
-        // The error text starts with file:line when there is one.
-        QLOG("error loading policy (generation {}): {} (every call will be denied)", generation_,
-             *fresh->error);
-    }
-    policy_ = std::move(fresh);
-    update_watches();
-}
-
-void PolicyCache::reload_system_info() {
-    std::string error;
-    auto info = policy::load_system_info_file(config_.system_info_file, &error);
-    if (!info) {
-        system_.reset();
-        system_error_ = error.empty() ? "cannot read " + config_.system_info_file : error;
-        QLOG("cannot load system info from {}: {} (every call will be denied)",
-             config_.system_info_file, system_error_);
-    } else {
-        system_ = std::make_shared<const policy::SystemInfo>(std::move(*info));
-        system_error_.clear();
-        QLOG("system info loaded from {}: {} domains", config_.system_info_file,
-             system_->domains().size());
-    }
-    update_watches();
-}
-
-void PolicyCache::update_watches() {
-    if (!inotify_) return;
-    // What each watched directory is for. Policy: the policy directories, the
-    // legacy directory and every directory a file was read from (includes),
-    // any entry; for a missing policy directory, its parent, that entry only
-    // (its creation). System info: the file's directory, that entry only (the
-    // file may be replaced by a rename).
-    std::map<std::string, WatchUse> wanted;
-    for (const auto& dir : config_.paths.dirs) {
-        if (is_directory(dir))
-            wanted[dir].policy_any = true;
-        else
-            wanted[parent_dir(dir)].policy_names.insert(base_name(dir));
-    }
-    if (is_directory(config_.paths.legacy_dir)) wanted[config_.paths.legacy_dir].policy_any = true;
-    if (policy_)
-        for (const auto& file : policy_->files)
-            wanted[parent_dir(file)].policy_any = true;
-    if (!system_dir_.empty()) wanted[system_dir_].system = true;
-
-    std::map<std::string, int> added;
-    uses_.clear();
-    for (const auto& [path, use] : wanted) {
-        int wd = ::inotify_add_watch(inotify_.get(), path.c_str(), kWatchMask);
-        if (wd < 0) continue;
-        added[path] = wd;
-        // Two paths may be the same directory (same wd): merge their uses.
-        auto& merged = uses_[wd];
-        merged.policy_any = merged.policy_any || use.policy_any;
-        merged.policy_names.insert(use.policy_names.begin(), use.policy_names.end());
-        merged.system = merged.system || use.system;
-    }
-    // Drop watches nobody needs any more (e.g. the parent of a policy
-    // directory that now exists).
-    for (const auto& [path, wd] : watches_)
-        if (!uses_.count(wd)) ::inotify_rm_watch(inotify_.get(), wd);
-    watches_ = std::move(added);
-}
-
-void PolicyCache::on_inotify() {
-    alignas(inotify_event) char buffer[16384];
-    bool policy_changed = false;
-    bool system_changed = false;
-    for (;;) {
-        ssize_t n = ::read(inotify_.get(), buffer, sizeof buffer);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        for (ssize_t off = 0; off + static_cast<ssize_t>(sizeof(inotify_event)) <= n;) {
-            const auto* event = reinterpret_cast<const inotify_event*>(buffer + off);
-            off += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
-            if (event->mask & IN_Q_OVERFLOW) {
-                policy_changed = system_changed = true;
-                continue;
-            }
-            // Removed watches (ours, or of a deleted directory, which also
-            // reported IN_DELETE_SELF) need no action.
-            if (event->mask & IN_IGNORED) continue;
-            auto use = uses_.find(event->wd);
-            if (use == uses_.end()) continue;
-            std::string name = event->len ? std::string(event->name) : std::string();
-            if (use->second.system && (name == system_base_ || name.empty())) {
-                system_changed = true;
-                // A system-info file next to the policy files is no policy change.
-                if (!name.empty()) continue;
-            }
-            if (use->second.policy_any || use->second.policy_names.count(name))
-                policy_changed = true;
-        }
-    }
-    if (policy_changed) reload_policy();
-    if (system_changed && !system_info_from_qubesd()) reload_system_info();
+InProcessPolicy::~InProcessPolicy() {
+    watch_.reset();
 }
 
 // ---- PolicyEvaluation ----------------------------------------------------------
 
-PolicyEvaluation::PolicyEvaluation(io::EventLoop& loop, const PolicyCache& cache,
+PolicyEvaluation::PolicyEvaluation(io::EventLoop& loop, const InProcessPolicy& cache,
                                    const PolicyQuery& query, std::string what, Done done)
     : loop_(loop), cache_(cache), request_(engine_request(query)), what_(std::move(what)),
       done_(std::move(done)), policy_(cache.policy()) {}
@@ -290,6 +157,8 @@ void PolicyEvaluation::on_ask_answer(std::optional<std::string> choice) {
 void PolicyEvaluation::finish(const policy::Decision& decision, const char* how) {
     if (finished_) return;
     finished_ = true;
+    for (const auto& warning : decision.warnings)
+        QLOG("{}: policy warning: {}", what_, warning);
     std::string where = decision_location(decision, *policy_);
     // "allowed by policy FILE:LINE" says nothing more than the location.
     bool redundant = decision.reason.empty() || (decision.rule && decision.reason.ends_with(where));

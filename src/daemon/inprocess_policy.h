@@ -1,18 +1,19 @@
 // qrexec-daemon --policy-in-process: the policy engine (src/policy) runs inside
 // the daemon instead of behind policy.sock or qrexec-policy-exec. The loaded
-// policy (and a system-info file) is cached and reloaded from inotify events
-// delivered by the daemon's own event loop (no threads). Evaluations keep the
+// policy (and a system-info file) is the policy room's PolicyCache, reloaded
+// from inotify events delivered by the daemon's own event loop (no threads). Evaluations keep the
 // snapshots they started with, so a reload never changes a request in flight.
 // The result is the §5.3 reply text, which the request then runs through the
 // same strict parser as a policy daemon or program answer.
 #pragma once
 
 #include "daemon/async.h"
-#include "daemon/policy.h"
+#include "daemon/policy_client.h"
 #include "io/event_loop.h"
 #include "io/fd.h"
-#include "policy/ask.h"
+#include "policy/cache.h"
 #include "policy/engine.h"
+#include "policy_server/ask.h"
 
 #include <chrono>
 #include <cstdint>
@@ -44,48 +45,32 @@ policy::Request engine_request(const PolicyQuery& query);
 // policy load error, or "no rule".
 std::string decision_location(const policy::Decision& decision, const policy::Policy& policy);
 
-// The cached policy + system information and their inotify watches.
-class PolicyCache {
+// The policy room's cache (policy::PolicyCache), watched from the daemon's event
+// loop, plus the settings only the in-process evaluation needs (qubesd socket,
+// ask command).
+class InProcessPolicy {
   public:
     // Loads everything at once (a load error is logged and denies every call).
-    PolicyCache(io::EventLoop& loop, InProcessConfig config);
-    PolicyCache(const PolicyCache&) = delete;
-    PolicyCache& operator=(const PolicyCache&) = delete;
-    ~PolicyCache();
+    InProcessPolicy(io::EventLoop& loop, InProcessConfig config);
+    InProcessPolicy(const InProcessPolicy&) = delete;
+    InProcessPolicy& operator=(const InProcessPolicy&) = delete;
+    ~InProcessPolicy();
 
     const InProcessConfig& config() const { return config_; }
-    std::shared_ptr<const policy::Policy> policy() const { return policy_; }
+    const policy::PolicyCache& cache() const { return cache_; }
+    std::shared_ptr<const policy::Policy> policy() const { return cache_.policy(); }
     // File mode: the cached snapshot, or nullptr with *error. Never used in qubesd mode.
-    std::shared_ptr<const policy::SystemInfo> system_info(std::string* error) const;
-    bool system_info_from_qubesd() const { return config_.system_info_file.empty(); }
+    std::shared_ptr<const policy::SystemInfo> system_info(std::string* error) const {
+        return cache_.system_info(error);
+    }
+    bool system_info_from_qubesd() const { return cache_.system_info_from_qubesd(); }
     // Counts policy loads (the first load is 1); logged with each reload.
-    uint64_t generation() const { return generation_; }
-
-    void reload_policy();
-    void reload_system_info();
+    uint64_t generation() const { return cache_.generation(); }
 
   private:
-    void on_inotify();
-    void update_watches();
-
-    io::EventLoop& loop_;
     InProcessConfig config_;
-    policy::FsLoader loader_;
-    std::shared_ptr<const policy::Policy> policy_;
-    std::shared_ptr<const policy::SystemInfo> system_;
-    std::string system_error_;
-    uint64_t generation_ = 0;
-
-    io::Fd inotify_;
-    Watch inotify_watch_;
-    struct WatchUse {
-        bool policy_any = false;            // any entry changes the policy
-        std::set<std::string> policy_names; // only these entries do
-        bool system = false;                // the system-info file's directory
-    };
-    std::map<std::string, int> watches_; // watched path -> wd
-    std::map<int, WatchUse> uses_;       // wd -> what its events mean
-    std::string system_dir_, system_base_;
+    policy::PolicyCache cache_;
+    Watch watch_;
 };
 
 // One request's evaluation: [system info from qubesd] -> evaluate -> [ask
@@ -96,7 +81,7 @@ class PolicyEvaluation {
   public:
     using Done = std::function<void(std::string reply)>;
 
-    PolicyEvaluation(io::EventLoop& loop, const PolicyCache& cache, const PolicyQuery& query,
+    PolicyEvaluation(io::EventLoop& loop, const InProcessPolicy& cache, const PolicyQuery& query,
                      std::string what, Done done);
     PolicyEvaluation(const PolicyEvaluation&) = delete;
     PolicyEvaluation& operator=(const PolicyEvaluation&) = delete;
@@ -111,7 +96,7 @@ class PolicyEvaluation {
     void finish(const policy::Decision& decision, const char* how);
 
     io::EventLoop& loop_;
-    const PolicyCache& cache_;
+    const InProcessPolicy& cache_;
     policy::Request request_;
     std::string what_; // the request, for log lines
     Done done_;

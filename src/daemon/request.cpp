@@ -49,7 +49,7 @@ std::string Request::describe() const {
 }
 
 void Request::start() {
-    if (const PolicyCache* cache = host_.policy_cache()) {
+    if (const InProcessPolicy* cache = host_.policy_cache()) {
         evaluate_in_process(*cache);
         return;
     }
@@ -156,7 +156,7 @@ void Request::on_policy_program(ProgramRun::Result result) {
     decide(parse, "policy program");
 }
 
-void Request::evaluate_in_process(const PolicyCache& cache) {
+void Request::evaluate_in_process(const InProcessPolicy& cache) {
     stage_ = Stage::PolicyInProcess;
     // Long enough for an ask prompt (the ask command has its own, shorter bound).
     arm(settings_.timeouts.policy, "the in-process policy");

@@ -9,7 +9,7 @@
 #include "daemon/async.h"
 #include "daemon/inprocess_policy.h"
 #include "daemon/options.h"
-#include "daemon/policy.h"
+#include "daemon/policy_client.h"
 #include "daemon/port_allocator.h"
 #include "io/log_field.h"
 #include "protocol/trigger.h"
@@ -50,7 +50,7 @@ class RequestHost {
     virtual void keep_disposable(io::Fd connection, std::string name) = 0;
     virtual void kill_disposable(std::string name) = 0;
     // --policy-in-process: the cached policy, or nullptr (policy socket/program).
-    virtual const PolicyCache* policy_cache() const { return nullptr; }
+    virtual const InProcessPolicy* policy_cache() const { return nullptr; }
     // Log lines about refused requests of this source go through this limiter
     // (nullptr: unlimited).
     virtual io::RateLimiter* refusal_log_limiter() { return nullptr; }
@@ -92,7 +92,7 @@ class Request {
     void on_policy_socket(UnixExchange::Result result);
     void run_policy_program();
     void on_policy_program(ProgramRun::Result result);
-    void evaluate_in_process(const PolicyCache& cache);
+    void evaluate_in_process(const InProcessPolicy& cache);
     void on_in_process_reply(const std::string& reply);
     void decide(const PolicyParse& parse, const char* from);
     void create_disposable(const std::string& template_name);

@@ -1,9 +1,7 @@
 #include "lab/policy_view.h"
 
+#include "policy/cache.h"
 #include "policy/engine.h"
-#include "policy/loader.h"
-#include "policy/parser.h"
-#include "policy/system_info.h"
 
 #include <fmt/format.h>
 
@@ -18,6 +16,15 @@ policy::PolicyPaths paths_of(const Lab& lab) {
     return paths;
 }
 
+// The policy room's cache, loaded once (the lab answers one question per run).
+policy::CacheConfig cache_config(const Lab& lab, const std::string& system_info_file = {}) {
+    policy::CacheConfig config;
+    config.paths = paths_of(lab);
+    config.system_info_file = system_info_file;
+    config.log = false;
+    return config;
+}
+
 std::string relative(const Lab& lab, std::string file) {
     if (file.rfind(lab.policy + "/", 0) == 0) file = file.substr(lab.policy.size() + 1);
     return file;
@@ -25,8 +32,8 @@ std::string relative(const Lab& lab, std::string file) {
 } // namespace
 
 std::optional<Diagnostic> check_policy(const Lab& lab) {
-    policy::FsLoader loader;
-    policy::Policy p = policy::load_policy(loader, paths_of(lab));
+    policy::PolicyCache cache(cache_config(lab));
+    const policy::Policy& p = *cache.policy();
     if (p.ok()) return std::nullopt;
     Diagnostic d;
     if (p.error_location) {
@@ -49,19 +56,18 @@ RuleVerdict deciding_rule(const Lab& lab, const std::string& system_info_file,
                           const std::string& service_and_arg) {
     RuleVerdict v;
     std::string error;
-    auto system = policy::load_system_info_file(system_info_file, &error);
+    policy::PolicyCache cache(cache_config(lab, system_info_file));
+    auto system = cache.system_info(&error);
     if (!system) {
         v.outcome = "deny";
         v.reason = "no system info: " + error;
         return v;
     }
-    policy::FsLoader loader;
-    policy::Policy p = policy::load_policy(loader, paths_of(lab));
     policy::Request request;
     request.source = source;
     request.intended_target = target;
     request.service_and_arg = service_and_arg;
-    policy::Decision d = policy::evaluate(p, *system, request);
+    policy::Decision d = policy::evaluate(*cache.policy(), *system, request);
     v.outcome = d.outcome == policy::Outcome::Allow ? "allow"
                 : d.outcome == policy::Outcome::Ask ? "ask"
                                                     : "deny";

@@ -8,6 +8,7 @@
 #include "policy/parser.h"
 #include "policy/system_info.h"
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <set>
@@ -47,8 +48,9 @@ struct Decision {
     // The key=value reply of DAEMON.md §5.3, lines joined with '\n', no trailing newline.
     // Empty while outcome == Ask.
     std::string answer;
-    std::optional<Location> rule; // the deciding rule, if any
-    std::string reason;           // human-readable (log line, explain)
+    std::optional<Location> rule;      // the deciding rule, if any
+    std::string reason;                // human-readable (log line, explain)
+    std::vector<std::string> warnings; // logged before the decision (e.g. unknown targets)
     // Whether upstream would send a policy.Notify for this outcome (never set in
     // just_evaluate mode).
     bool notify = false;
@@ -67,6 +69,12 @@ Decision deny_without_system_info(const Request& request, const std::string& why
 Decision answer_ask(const Decision& pending, const SystemInfo& system,
                     const std::optional<std::string>& chosen);
 
+// evaluate(), with an `ask` answered at once by `prompt` (the target picked, nullopt =
+// refused); no prompt = every ask is refused. For callers that can block on the prompt.
+using Prompt = std::function<std::optional<std::string>(const AskState&)>;
+Decision decide(const Policy& policy, const SystemInfo& system, const Request& request,
+                const Prompt& prompt = {});
+
 // For `qrexec-policy explain`: every rule up to the deciding one, and why each earlier
 // one did not match (empty = it matched).
 struct RuleTrace {
@@ -75,9 +83,5 @@ struct RuleTrace {
 };
 std::vector<RuleTrace> trace_rules(const Policy& policy, const SystemInfo& system,
                                    const Request& request);
-
-// Policy loading with a cache (the daemon's reload keeps the old snapshot alive for
-// requests in flight).
-std::shared_ptr<const Policy> load_policy_shared(const Loader& loader, const PolicyPaths& paths);
 
 } // namespace qrexec::policy

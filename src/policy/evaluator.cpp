@@ -135,6 +135,11 @@ class Evaluation {
     Decision act(const Rule& rule);
     Decision allow_rule(const Rule& rule);
     Decision ask_rule(const Rule& rule);
+    // Errata 4/5: a target= redirect is checked like an intended target; a refusal, or
+    // nullopt with `target` possibly turned into @default.
+    std::optional<Decision> verify_redirect(const Rule& rule, std::string& target);
+    // The §8 choice list built by walking the rules (after its removals).
+    std::set<std::string> walk_choices() const;
     // What allow and ask rules carry to the answer.
     AskState call_state(const Rule& rule, bool autostart, bool notify) const;
     std::set<std::string> expand(const Token& token) const;
@@ -191,14 +196,22 @@ bool Evaluation::prepare() {
         decision_ = deny("invalid intended target: " + error, false);
         return false;
     }
-    if (token->kind == TokenKind::Literal && !find_vm(sys_, target)) {
-        decision_.reason = fmt::format("target {} does not exist, using @default", target);
+    // Errata 7: the source's record is needed (its default_dispvm, GUI VM...); a source
+    // missing from the system information fails closed.
+    if (!find_vm(sys_, source_)) {
+        decision_ =
+            deny(fmt::format("source '{}' is not in the system information", source_), false);
+        return false;
+    }
+    if (token->kind == TokenKind::Literal && !is_dom0(target) && !find_vm(sys_, target)) {
+        decision_.warnings.push_back(
+            fmt::format("target '{}' does not exist, using @default instead", target));
         target = "@default";
     } else if (token->kind == TokenKind::DispVMTemplate) {
         const Domain* d = find_vm(sys_, token->value);
         if (!d || !d->template_for_dispvms) {
             decision_.target = target;
-            decision_ = deny(fmt::format("{} is not a disposable template", token->value), true);
+            decision_ = deny(fmt::format("not a template for dispvm: {}", token->value), true);
             return false;
         }
     }
@@ -258,48 +271,56 @@ Decision Evaluation::act(const Rule& rule) {
     return deny("internal error", false, &rule);
 }
 
-// The final allow answer for a resolved target (§7 "at answer time").
+// The final allow answer for a resolved target: the target string after §7 steps 1-4, as
+// written (errata 1). Records it needs must exist in every mode (errata 7); only the
+// answer-time checks (loopback, RemoteVM relay data) are skipped by just_evaluate (errata 3).
 Decision finish_allow(const AskState& st, const SystemInfo& sys, std::string target, Decision d) {
     d.target = target;
-    auto refuse = [&](std::string reason) {
-        return denied(d, std::move(reason), !st.just_evaluate);
+    auto refuse = [&](std::string reason, bool notify) {
+        return denied(d, std::move(reason), notify && !st.just_evaluate);
     };
+    const Domain* record = nullptr;
+    if (is_dom0(target)) {
+        target = "dom0";
+        d.target = target;
+    } else if (target.starts_with("@dispvm:")) {
+        record = find_vm(sys, target.substr(8));
+        if (!record)
+            return refuse(fmt::format("disposable template {} does not exist", target.substr(8)),
+                          false);
+    } else {
+        record = find_vm(sys, target);
+        if (!record) return refuse(fmt::format("target {} does not exist", target), false);
+    }
     if (st.just_evaluate) {
         d.outcome = Outcome::Allow;
         d.answer = "result=allow";
-        d.reason = "allowed (just evaluate)";
+        d.reason += " (just evaluate)";
         d.notify = false;
         return d;
     }
+    // Errata 2: a string comparison (a disposable or a uuid: spelling is not loopback).
+    if (target == st.source) return refuse("loopback qrexec connection not supported", true);
     std::string user = st.user && !st.user->empty() ? *st.user : "DEFAULT";
     std::vector<std::string> lines;
-    if (is_dom0(target)) {
+    if (!record) {
         lines = allow_lines(st, user, "dom0", "");
     } else if (target.starts_with("@dispvm:")) {
-        const Domain* tmpl = find_vm(sys, target.substr(8));
-        if (!tmpl) return refuse(fmt::format("disposable template {} does not exist", target));
-        if (tmpl->name == st.source) return refuse("loopback qrexec connection not supported");
-        lines = allow_lines(st, user, "@dispvm:" + tmpl->name, "@dispvm:uuid:" + tmpl->uuid);
+        lines = allow_lines(st, user, target, "@dispvm:uuid:" + record->uuid);
+    } else if (record->type == "RemoteVM") {
+        const Domain* relay = record->relayvm ? find_vm(sys, *record->relayvm) : nullptr;
+        if (!relay || !record->transport_rpc || record->transport_rpc->empty())
+            return refuse(fmt::format("remote target {} has no relayvm/transport_rpc", target),
+                          true);
+        // A remote qube's user is chosen on the remote side. service= names the resolved
+        // remote qube, not the intended target (errata 8, docs/DECISIONS.md).
+        lines = allow_lines(st, "DEFAULT", relay->name, "uuid:" + relay->uuid);
+        lines.push_back("service=" + *record->transport_rpc + "+" + record->name + "+" +
+                        st.service + st.argument);
     } else {
-        const Domain* vm = find_vm(sys, target);
-        if (!vm) return refuse(fmt::format("target {} does not exist", target));
-        if (vm->name == st.source || same_vm(sys, target, st.source))
-            return refuse("loopback qrexec connection not supported");
-        if (vm->type == "RemoteVM") {
-            const Domain* relay = vm->relayvm ? find_vm(sys, *vm->relayvm) : nullptr;
-            if (!relay || !vm->transport_rpc || vm->transport_rpc->empty())
-                return refuse(
-                    fmt::format("remote target {} has no relayvm/transport_rpc", vm->name));
-            // A remote qube's user is chosen on the remote side.
-            lines = allow_lines(st, "DEFAULT", relay->name, "uuid:" + relay->uuid);
-            lines.push_back("service=" + *vm->transport_rpc + "+" + vm->name + "+" + st.service +
-                            st.argument);
-        } else {
-            lines = allow_lines(st, user, vm->name, "uuid:" + vm->uuid);
-        }
-        d.target = vm->name;
+        lines = allow_lines(st, user, target, "uuid:" + record->uuid);
     }
-    if (st.policy_source && !is_dom0(target)) lines.push_back("policy_source=" + *st.policy_source);
+    if (st.policy_source && record) lines.push_back("policy_source=" + *st.policy_source);
     d.outcome = Outcome::Allow;
     d.answer.clear();
     for (size_t i = 0; i < lines.size(); ++i)
@@ -308,10 +329,28 @@ Decision finish_allow(const AskState& st, const SystemInfo& sys, std::string tar
     return d;
 }
 
+std::optional<Decision> Evaluation::verify_redirect(const Rule& rule, std::string& target) {
+    if (!rule.redirect) return std::nullopt;
+    const Token& redirect = *rule.redirect;
+    if (redirect.kind == TokenKind::Literal && !is_dom0(target) && !find_vm(sys_, target)) {
+        // Errata 5: like an unknown intended target.
+        decision_.warnings.push_back(
+            fmt::format("target '{}' does not exist, using @default instead", target));
+        target = "@default";
+    } else if (redirect.kind == TokenKind::DispVMTemplate) {
+        // Errata 4.
+        const Domain* d = find_vm(sys_, redirect.value);
+        if (!d || !d->template_for_dispvms)
+            return deny(fmt::format("not a template for dispvm: {}", redirect.value), true, &rule);
+    }
+    return std::nullopt;
+}
+
 Decision Evaluation::allow_rule(const Rule& rule) {
     std::string target = rule.redirect ? rule.redirect->text : target_;
     bool notify = rule.notify_or(false);
     bool autostart = rule.autostart_or_default();
+    if (auto refused = verify_redirect(rule, target)) return *refused;
     if (target == "@default")
         return deny(fmt::format("policy define 'allow' action at {} but no target is specified "
                                 "by caller or policy",
@@ -333,7 +372,8 @@ Decision Evaluation::allow_rule(const Rule& rule) {
                 fmt::format("autostart=no at {} but target is a disposable", rule.where.str()),
                 notify, &rule);
         const Domain* vm = find_vm(sys_, target);
-        if (!vm || !vm->running())
+        if (!vm) return deny(fmt::format("target {} does not exist", target), false, &rule);
+        if (!vm->running())
             return deny(fmt::format("target {} is not running and autostart=no at {}", target,
                                     rule.where.str()),
                         notify, &rule);
@@ -394,66 +434,105 @@ std::set<std::string> Evaluation::expand(const Token& token) const {
     return out;
 }
 
-// How an ask offers a target: @dispvm as the source's default disposable template ("" when
-// it has none), dom0 by name.
+// How an ask offers a target found by walking the rules: @dispvm as the source's default
+// disposable template ("" when it has none), dom0 by name.
 std::string choice_name(const std::string& target, const std::optional<std::string>& dflt) {
     if (target == "@dispvm") return dflt ? "@dispvm:" + *dflt : "";
     if (is_dom0(target)) return "dom0";
     return target;
 }
 
-Decision Evaluation::ask_rule(const Rule& rule) {
-    bool notify = rule.notify_or(false);
-    bool autostart = rule.autostart_or_default();
+// Why a choice has no record in the system information (errata 7), "" when it has one.
+std::string missing_record(const SystemInfo& sys, const std::string& choice) {
+    if (choice == "dom0") return {};
+    if (choice.starts_with("@dispvm:")) {
+        if (find_vm(sys, choice.substr(8))) return {};
+        return fmt::format("disposable template {} does not exist", choice.substr(8));
+    }
+    if (find_vm(sys, choice)) return {};
+    return fmt::format("target {} does not exist", choice);
+}
+
+std::set<std::string> Evaluation::walk_choices() const {
     std::set<std::string> raw;
-    if (rule.redirect) {
-        raw.insert(is_dom0(rule.redirect->text) ? "dom0" : rule.redirect->text);
-    } else {
-        // Reverse walk: earlier rules are applied last and so win.
-        for (auto it = policy_.rules.rbegin(); it != policy_.rules.rend(); ++it) {
-            if (!rule_matches(*it, false)) continue;
-            auto targets = expand(it->redirect ? *it->redirect : it->target);
-            if (it->action == ActionKind::Deny)
-                for (const auto& t : targets)
-                    raw.erase(t);
-            else
-                raw.insert(targets.begin(), targets.end());
-        }
+    // Reverse walk: earlier rules are applied last and so win.
+    for (auto it = policy_.rules.rbegin(); it != policy_.rules.rend(); ++it) {
+        if (!rule_matches(*it, false)) continue;
+        auto targets = expand(it->redirect ? *it->redirect : it->target);
+        if (it->action == ActionKind::Deny)
+            for (const auto& t : targets)
+                raw.erase(t);
+        else
+            raw.insert(targets.begin(), targets.end());
     }
     auto dflt = default_dispvm_of(sys_, source_);
-    std::set<std::string> targets;
+    std::set<std::string> choices;
     for (const auto& t : raw) {
         std::string name = choice_name(t, dflt);
         if (name.empty()) continue;
-        if (same_vm(sys_, name, source_)) continue;
+        if (name == source_) continue;
         if (const Domain* d = find_vm(sys_, name); d && d->internal) continue;
-        if (!autostart && name != "dom0") {
-            const Domain* d = find_vm(sys_, name);
-            if (!d || !d->running()) continue;
-        }
-        targets.insert(name);
+        choices.insert(name);
     }
-    if (targets.empty())
+    return choices;
+}
+
+Decision Evaluation::ask_rule(const Rule& rule) {
+    bool notify = rule.notify_or(false);
+    bool autostart = rule.autostart_or_default();
+    std::set<std::string> choices;
+    if (rule.redirect) {
+        // Errata 9: exactly that target, nothing removed (errata 4: a disposable template is
+        // verified).
+        if (rule.redirect->kind == TokenKind::DispVMTemplate) {
+            const Domain* d = find_vm(sys_, rule.redirect->value);
+            if (!d || !d->template_for_dispvms)
+                return deny(fmt::format("not a template for dispvm: {}", rule.redirect->value),
+                            true, &rule);
+        }
+        choices.insert(is_dom0(rule.redirect->text) ? "dom0" : rule.redirect->text);
+    } else {
+        choices = walk_choices();
+    }
+    for (const auto& choice : choices)
+        if (std::string why = missing_record(sys_, choice); !why.empty())
+            return deny(why, false, &rule);
+    auto dflt = default_dispvm_of(sys_, source_);
+    std::optional<std::string> default_target;
+    if (rule.default_target) {
+        std::string dt = rule.default_target->text == "@dispvm"
+                             ? (dflt ? "@dispvm:" + *dflt : "")
+                             : choice_name(rule.default_target->text, dflt);
+        if (!dt.empty()) {
+            if (std::string why = missing_record(sys_, dt); !why.empty())
+                return deny("default_target: " + why, false, &rule);
+            default_target = dt;
+        }
+    }
+    if (!autostart) {
+        std::erase_if(choices, [&](const std::string& name) {
+            if (name == "dom0") return false;
+            if (name.starts_with("@dispvm")) return true;
+            const Domain* d = find_vm(sys_, name);
+            return !d || !d->running();
+        });
+    }
+    if (choices.empty())
         return deny(fmt::format("policy define 'ask' action at {} but no target is available "
                                 "to choose from",
                                 rule.where.str()),
                     true, &rule);
     AskState st = call_state(rule, autostart, notify);
-    st.targets.assign(targets.begin(), targets.end());
-    if (rule.default_target) {
-        std::string dt = choice_name(rule.default_target->text, dflt);
-        if (targets.count(dt)) st.default_target = dt;
-    }
+    st.targets.assign(choices.begin(), choices.end());
+    if (default_target && choices.count(*default_target)) st.default_target = *default_target;
     Decision pending = decision_;
     pending.rule = rule.where;
     pending.outcome = Outcome::Ask;
     pending.reason = fmt::format("ask at {}", rule.where.str());
     pending.ask = st;
     if (req_.assume_yes_for_ask) return answer_ask(pending, sys_, target_);
-    if (req_.just_evaluate) {
-        Decision d = deny("denied for non-interactive ask (just evaluate)", false, &rule);
-        return d;
-    }
+    if (req_.just_evaluate)
+        return deny("denied for non-interactive ask (just evaluate)", false, &rule);
     return pending;
 }
 
@@ -462,6 +541,13 @@ Decision Evaluation::ask_rule(const Rule& rule) {
 Decision evaluate(const Policy& policy, const SystemInfo& system, const Request& request) {
     Evaluation evaluation(policy, system, request);
     return evaluation.run();
+}
+
+Decision decide(const Policy& policy, const SystemInfo& system, const Request& request,
+                const Prompt& prompt) {
+    Decision decision = evaluate(policy, system, request);
+    if (decision.outcome != Outcome::Ask) return decision;
+    return answer_ask(decision, system, prompt ? prompt(*decision.ask) : std::nullopt);
 }
 
 Decision deny_without_system_info(const Request& request, const std::string& why) {
@@ -492,10 +578,6 @@ std::vector<RuleTrace> trace_rules(const Policy& policy, const SystemInfo& syste
                                    const Request& request) {
     Evaluation evaluation(policy, system, request);
     return evaluation.trace();
-}
-
-std::shared_ptr<const Policy> load_policy_shared(const Loader& loader, const PolicyPaths& paths) {
-    return std::make_shared<const Policy>(load_policy(loader, paths));
 }
 
 } // namespace qrexec::policy

@@ -485,7 +485,12 @@ void FileParser::compat40(const Location& where, int depth) {
         ctx_.warnings->push_back(where.str() + ": !compat-4.0 is deprecated: move the rules of " +
                                  ctx_.legacy_dir + " to policy.d");
     const std::string& dir = ctx_.legacy_dir;
-    if (ctx_.loader.kind(dir) != PathKind::Directory) return; // nothing to import
+    // Errata 6: a missing legacy directory fails the whole policy (upstream's wording).
+    if (PathKind kind = ctx_.loader.kind(dir); kind != PathKind::Directory)
+        throw PolicySyntaxError(where, fmt::format("failed to load {} file: {}", dir,
+                                                   kind == PathKind::Missing
+                                                       ? "[Errno 2] No such file or directory"
+                                                       : "[Errno 20] Not a directory"));
     std::string error;
     auto names = ctx_.loader.list_dir(dir, &error);
     if (!names) throw PolicySyntaxError(where, error);

@@ -124,32 +124,15 @@ std::optional<SystemInfo> fetch_system_info_qubesd(const std::string& socket_pat
     return parse_system_info(*reply, error);
 }
 
-SystemInfoSource SystemInfoSource::from_option_or_env(const std::string& option) {
-    if (!option.empty()) return SystemInfoSource(option);
-    if (const char* env = std::getenv("QREXEC_SYSTEM_INFO"); env && *env)
-        return SystemInfoSource(env);
-    return SystemInfoSource();
+std::string system_info_file_from_option_or_env(const std::string& option) {
+    if (!option.empty()) return option;
+    if (const char* env = std::getenv("QREXEC_SYSTEM_INFO"); env && *env) return env;
+    return {};
 }
 
-std::shared_ptr<const SystemInfo> SystemInfoSource::get(std::string* error) {
-    if (file_.empty()) {
-        auto info = fetch_system_info_qubesd(qubesd_socket_, error);
-        if (!info) return nullptr;
-        return std::make_shared<const SystemInfo>(std::move(*info));
-    }
-    struct stat st {};
-    if (::stat(file_.c_str(), &st) != 0) {
-        if (error) *error = "cannot stat system info file " + file_ + ": " + std::strerror(errno);
-        return nullptr;
-    }
-    long long mtime = static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
-    if (cached_ && mtime == cached_mtime_ns_ && st.st_size == cached_size_) return cached_;
-    auto info = load_system_info_file(file_, error);
-    if (!info) return nullptr;
-    cached_ = std::make_shared<const SystemInfo>(std::move(*info));
-    cached_mtime_ns_ = mtime;
-    cached_size_ = st.st_size;
-    return cached_;
+std::string qubesd_internal_socket_from_env() {
+    const char* env = std::getenv("QREXEC_QUBESD_INTERNAL_SOCKET");
+    return env && *env ? env : kQubesdInternalSocket;
 }
 
 } // namespace qrexec::policy

@@ -57,26 +57,10 @@ inline constexpr const char* kQubesdInternalSocket = "/var/run/qubesd.internal.s
 std::optional<SystemInfo> fetch_system_info_qubesd(const std::string& socket_path,
                                                    std::string* error);
 
-// Where system information comes from: a file (--system-info / $QREXEC_SYSTEM_INFO)
-// or qubesd. A file source is re-read only when its mtime/size changes.
-class SystemInfoSource {
-  public:
-    // Empty file = qubesd.
-    explicit SystemInfoSource(std::string file = {},
-                              std::string qubesd_socket = kQubesdInternalSocket)
-        : file_(std::move(file)), qubesd_socket_(std::move(qubesd_socket)) {}
-    // Picks the file from `option` if non-empty, else $QREXEC_SYSTEM_INFO, else qubesd.
-    static SystemInfoSource from_option_or_env(const std::string& option);
-
-    std::shared_ptr<const SystemInfo> get(std::string* error);
-    const std::string& file() const { return file_; }
-
-  private:
-    std::string file_;
-    std::string qubesd_socket_;
-    std::shared_ptr<const SystemInfo> cached_;
-    long long cached_mtime_ns_ = -1;
-    long long cached_size_ = -1;
-};
+// The system-info file named by `option` if non-empty, else $QREXEC_SYSTEM_INFO; ""
+// means qubesd.
+std::string system_info_file_from_option_or_env(const std::string& option);
+// $QREXEC_QUBESD_INTERNAL_SOCKET (tests), else kQubesdInternalSocket.
+std::string qubesd_internal_socket_from_env();
 
 } // namespace qrexec::policy

@@ -44,23 +44,26 @@ TEST(Decision, AskAnswersOutsideTheChoicesAreRefused) {
     EXPECT_THAT(yes.reason, HasSubstr("allowed by the user to vault (/etc/qubes/policy.d/"));
 }
 
-TEST(Decision, AllowToAMissingRedirectTargetIsANotifiedDeny) {
+// Errata 4 and 5: redirects are checked like intended targets, in every mode.
+TEST(Decision, RedirectToAMissingTargetIsDeniedInEveryMode) {
     SystemInfo sys = example_system();
     Policy p = load_one("a.B * @anyvm @anyvm allow target=nosuch\n"
                         "c.D * @anyvm @anyvm allow target=@dispvm:nosuch\n");
     Decision d = evaluate(p, sys, req("work", "personal", "a.B"));
     EXPECT_EQ(d.answer, "result=deny");
-    EXPECT_EQ(d.reason, "target nosuch does not exist");
+    EXPECT_EQ(d.reason, "policy define 'allow' action at /etc/qubes/policy.d/10-test.policy:1 "
+                        "but no target is specified by caller or policy");
+    EXPECT_EQ(d.warnings,
+              std::vector<std::string>{"target 'nosuch' does not exist, using @default instead"});
     EXPECT_TRUE(d.notify);
-    EXPECT_EQ(d.target, "nosuch");
     Decision disp = evaluate(p, sys, req("work", "personal", "c.D"));
-    EXPECT_EQ(disp.reason, "disposable template @dispvm:nosuch does not exist");
+    EXPECT_EQ(disp.reason, "not a template for dispvm: nosuch");
     EXPECT_TRUE(disp.notify);
 
     Request quiet = req("work", "personal", "a.B");
-    quiet.just_evaluate = true; // just_evaluate never notifies, and does not resolve
+    quiet.just_evaluate = true; // just_evaluate never notifies, but still resolves
     Decision q = evaluate(p, sys, quiet);
-    EXPECT_EQ(q.answer, "result=allow");
+    EXPECT_EQ(q.answer, "result=deny");
     EXPECT_FALSE(q.notify);
 }
 

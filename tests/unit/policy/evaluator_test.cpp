@@ -272,7 +272,7 @@ TEST_F(Match, IntendedDispvmTemplateMustBeTemplate) {
     Decision d = evaluate(p, sys, req("work", "@dispvm:vault", "a.B"));
     EXPECT_EQ(d.answer, "result=deny");
     EXPECT_TRUE(d.notify);
-    EXPECT_THAT(d.reason, HasSubstr("not a disposable template"));
+    EXPECT_EQ(d.reason, "not a template for dispvm: vault");
     EXPECT_EQ(evaluate(p, sys, req("work", "@dispvm:nope", "a.B")).answer, "result=deny");
     EXPECT_EQ(evaluate(p, sys, req("work", "@dispvm:dvm-tpl", "a.B")).answer,
               lines({"user=DEFAULT", "result=allow", "target=@dispvm:dvm-tpl",
@@ -283,10 +283,11 @@ TEST_F(Match, IntendedDispvmTemplateMustBeTemplate) {
 TEST_F(Match, UuidIntendedTarget) {
     Policy p = load_one("* * @anyvm @anyvm allow\n");
     Decision d = evaluate(p, sys, req("work", "uuid:11111111-0000-0000-0000-000000000003", "a.B"));
-    EXPECT_EQ(d.answer,
-              lines({"user=DEFAULT", "result=allow", "target=vault",
-                     "target_uuid=uuid:11111111-0000-0000-0000-000000000003", "autostart=True",
-                     "requested_target=uuid:11111111-0000-0000-0000-000000000003"}));
+    EXPECT_EQ(
+        d.answer,
+        lines({"user=DEFAULT", "result=allow", "target=uuid:11111111-0000-0000-0000-000000000003",
+               "target_uuid=uuid:11111111-0000-0000-0000-000000000003", "autostart=True",
+               "requested_target=uuid:11111111-0000-0000-0000-000000000003"}));
 }
 
 // --- allow (§7) ---
@@ -312,8 +313,9 @@ TEST_F(Match, AllowRedirects) {
     EXPECT_THAT(c.answer, HasSubstr("target=@dispvm:dvm-tpl\n"));
     EXPECT_TRUE(c.notify);
     EXPECT_EQ(evaluate(p, sys, req("work", "vault", "a.D")).answer, "result=deny");
+    // Errata 1: printed as written.
     EXPECT_THAT(evaluate(p, sys, req("work", "vault", "a.E")).answer,
-                HasSubstr("\ntarget=vault\n"));
+                HasSubstr("\ntarget=uuid:11111111-0000-0000-0000-000000000003\n"));
 }
 
 TEST_F(Match, AutostartNo) {
@@ -450,8 +452,11 @@ TEST_F(Ask, Expansions) {
 TEST_F(Ask, RedirectOnly) {
     EXPECT_EQ(targets("a.B * @anyvm @anyvm ask target=@adminvm\n"),
               std::vector<std::string>{"dom0"});
+    // Errata 9: the target as written; @dispvm names no VM, so it cannot be offered
+    // (errata 7).
     EXPECT_EQ(targets("a.B * @anyvm @anyvm ask target=@dispvm\n"),
-              std::vector<std::string>{"@dispvm:dvm-tpl"});
+              std::vector<std::string>{"<target @dispvm does not exist>"});
+    EXPECT_EQ(targets("a.B * @anyvm @anyvm ask target=work\n"), std::vector<std::string>{"work"});
 }
 
 TEST_F(Ask, SourceAndInternalRemoved) {
@@ -476,7 +481,10 @@ TEST_F(Ask, DefaultTarget) {
                         "c.D * @anyvm @anyvm ask default_target=nonexistent\n"
                         "e.F * @anyvm * ask default_target=@adminvm\n");
     EXPECT_EQ(evaluate(p, sys, req("work", "vault", "a.B")).ask->default_target, "@dispvm:dvm-tpl");
-    EXPECT_EQ(evaluate(p, sys, req("work", "vault", "c.D")).ask->default_target, "");
+    // Errata 7: a default_target= naming no VM fails closed.
+    Decision missing = evaluate(p, sys, req("work", "vault", "c.D"));
+    EXPECT_EQ(missing.answer, "result=deny");
+    EXPECT_EQ(missing.reason, "default_target: target nonexistent does not exist");
     EXPECT_EQ(evaluate(p, sys, req("work", "vault", "e.F")).ask->default_target, "dom0");
 }
 

@@ -1,4 +1,4 @@
-#include "policy/request.h"
+#include "policy_server/request.h"
 
 #include <algorithm>
 

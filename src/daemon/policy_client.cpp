@@ -1,4 +1,4 @@
-#include "daemon/policy.h"
+#include "daemon/policy_client.h"
 
 #include "protocol/domains.h"
 

@@ -1,9 +1,9 @@
 // qrexec-policy explain SOURCE TARGET SERVICE+ARG: the decision, the rule that made it
 // (file:line) and why each earlier rule did not match.
 #include "io/log.h"
-#include "policy/programs/command_line.h"
-#include "policy/programs/programs.h"
 #include "policy/tools.h"
+#include "policy_server/programs/command_line.h"
+#include "policy_server/programs/programs.h"
 
 #include <cstdio>
 #include <string>
@@ -40,7 +40,7 @@ int policy_explain_main(int argc, char** argv) {
     // A policy that does not load is part of the explanation, not a failure.
     auto inputs = programs::load_tool_inputs(kProgram, cl.shared, false);
     if (!inputs) return 1;
-    std::string text = explain_text(inputs->policy, *inputs->system, request);
+    std::string text = explain_text(*inputs->policy, *inputs->system, request);
     std::fwrite(text.data(), 1, text.size(), stdout);
     return 0;
 }

@@ -1,4 +1,4 @@
-#include "policy/cli.h"
+#include "policy_server/decision_log.h"
 
 #include "io/log.h"
 
@@ -6,20 +6,37 @@
 
 namespace qrexec::policy {
 
-void log_decision(const Decision& d) {
+std::string decision_log_line(const Decision& d) {
     std::string what = d.service + d.argument + ": " + d.source + " -> " +
                        (d.target.empty() ? "@default" : d.target);
     switch (d.outcome) {
     case Outcome::Allow:
-        QLOG("{}: allowed ({})", what, d.reason);
-        break;
+        return what + ": allowed (" + d.reason + ")";
     case Outcome::Deny:
-        QLOG("{}: denied: {}", what, d.reason);
-        break;
+        return what + ": denied: " + d.reason;
     case Outcome::Ask:
-        QLOG("{}: asking ({})", what, d.reason);
-        break;
+        return what + ": asking (" + d.reason + ")";
     }
+    return what;
+}
+
+void log_decision(const Decision& d) {
+    for (const auto& warning : d.warnings)
+        QLOG("warning: {}", warning);
+    QLOG("{}", decision_log_line(d));
+}
+
+ExecReport exec_report(const Decision& decision, bool just_evaluate) {
+    ExecReport report;
+    const std::string& answer = decision.answer;
+    bool allowed = answer == "result=allow";
+    // A middle line: preceded and followed by a newline.
+    for (size_t at = answer.find("\nresult=allow\n"); !allowed && at != std::string::npos;
+         at = answer.find("\nresult=allow\n", at + 1))
+        allowed = true;
+    report.status = allowed ? 0 : 1;
+    if (!just_evaluate) report.output = answer + "\n";
+    return report;
 }
 
 void notify_if_needed(const Decision& d, const SystemInfo* system) {

@@ -1,5 +1,5 @@
 // DAEMON.md §5.2-§5.5: request text, strict reply parsing, call plan, qubesd.
-#include "daemon/policy.h"
+#include "daemon/policy_client.h"
 
 #include <gtest/gtest.h>
 

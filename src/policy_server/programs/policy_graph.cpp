@@ -2,9 +2,9 @@
 #include "io/fd.h"
 #include "io/log.h"
 #include "io/process.h"
-#include "policy/programs/command_line.h"
-#include "policy/programs/programs.h"
 #include "policy/tools.h"
+#include "policy_server/programs/command_line.h"
+#include "policy_server/programs/programs.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -79,7 +79,7 @@ int policy_graph_main(int argc, char** argv) {
 
     auto inputs = programs::load_tool_inputs(kProgram, cl.shared, true);
     if (!inputs) return 1;
-    return write_graph(policy_graph_dot(inputs->policy, *inputs->system, options), format, output);
+    return write_graph(policy_graph_dot(*inputs->policy, *inputs->system, options), format, output);
 }
 
 } // namespace qrexec::policy

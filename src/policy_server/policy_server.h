@@ -1,14 +1,15 @@
-// qrexec-policy-daemon (POLICY.md §10): answers policy requests on policy.sock and
-// the policy.EvalSimple / policy.EvalGUI socket services from one io::EventLoop,
-// reloading the policy on inotify events. Requests in flight keep the policy
-// snapshot they were evaluated with.
+// qrexec-policy-daemon (POLICY.md §10), the policy SERVER: answers policy requests
+// on policy.sock and the policy.EvalSimple / policy.EvalGUI socket services from one
+// io::EventLoop. The policy is the policy room's PolicyCache (reloaded when writers
+// are done); each request keeps the policy and system snapshots it was evaluated with.
 #pragma once
 
 #include "io/event_loop.h"
 #include "io/fd.h"
-#include "policy/ask.h"
+#include "policy/cache.h"
 #include "policy/engine.h"
-#include "policy/request.h"
+#include "policy_server/ask.h"
+#include "policy_server/request.h"
 
 #include <map>
 #include <memory>
@@ -23,7 +24,8 @@ struct DaemonConfig {
     std::string eval_socket_path = "/etc/qubes-rpc/policy.EvalSimple"; // "" = disabled
     std::string gui_socket_path = "/etc/qubes-rpc/policy.EvalGUI";     // "" = disabled
     std::string system_info_file;                                      // "" = qubesd
-    std::string ask_command;                                           // "" = deny asks
+    std::string qubesd_socket = qubesd_internal_socket_from_env();
+    std::string ask_command; // "" = deny asks
     // One log line per decision (upstream logs each to syslog); benchmarks turn it off.
     bool log_decisions = true;
     // A client that has not finished its request after this long is dropped.
@@ -40,8 +42,8 @@ class PolicyDaemon {
     // Creates the sockets and the inotify watch and loads the policy. Throws
     // std::runtime_error when the main socket cannot be created.
     void start();
-    void reload();
-    std::shared_ptr<const Policy> policy() const { return policy_; }
+    std::shared_ptr<const Policy> policy() const { return cache_ ? cache_->policy() : nullptr; }
+    const PolicyCache* cache() const { return cache_.get(); }
 
   private:
     enum class Kind { PolicySocket, EvalSimple, EvalGUI };
@@ -55,16 +57,11 @@ class PolicyDaemon {
     void handle_eval(Client& client);
     void reply(int fd, std::string text);
     void drop(int fd);
-    void on_inotify();
-    void update_watches();
 
     io::EventLoop& loop_;
     DaemonConfig config_;
-    FsLoader loader_;
-    SystemInfoSource system_source_;
-    std::shared_ptr<const Policy> policy_;
-    io::Fd policy_sock_, eval_sock_, gui_sock_, inotify_;
-    std::map<std::string, int> watches_; // path -> wd
+    std::unique_ptr<PolicyCache> cache_; // created by start()
+    io::Fd policy_sock_, eval_sock_, gui_sock_;
     std::map<int, std::unique_ptr<Client>> clients_;
 };
 

@@ -1,5 +1,5 @@
 // The shared command line of the policy programs (src/policy/programs/command_line.h).
-#include "policy/programs/command_line.h"
+#include "policy_server/programs/command_line.h"
 
 #include <gmock/gmock.h>
 

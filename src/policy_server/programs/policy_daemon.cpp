@@ -1,10 +1,10 @@
 // qrexec-policy-daemon: the policy server of POLICY.md §10.
 #include "io/event_loop.h"
 #include "io/log.h"
-#include "policy/ask.h"
-#include "policy/daemon.h"
-#include "policy/programs/command_line.h"
-#include "policy/programs/programs.h"
+#include "policy_server/ask.h"
+#include "policy_server/policy_server.h"
+#include "policy_server/programs/command_line.h"
+#include "policy_server/programs/programs.h"
 
 #include <grp.h>
 #include <signal.h>
@@ -41,7 +41,7 @@ DaemonConfig parse_options(int argc, char** argv) {
     if (!positional.empty())
         programs::usage_error(kProgram, "unrecognized arguments: " + positional.front());
     config.paths = cl.shared.policy_paths();
-    config.system_info_file = cl.shared.system_info_source().file();
+    config.system_info_file = cl.shared.system_info_file();
     return config;
 }
 

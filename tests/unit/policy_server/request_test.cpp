@@ -1,6 +1,6 @@
-#include "policy/request.h"
+#include "policy_server/request.h"
 #include "policy/tools.h"
-#include "policy_fixture.h"
+#include "../policy/policy_fixture.h"
 
 #include <gmock/gmock.h>
 

@@ -2,9 +2,9 @@
 // when there is any error.
 #include "io/log.h"
 #include "policy/parser.h"
-#include "policy/programs/command_line.h"
-#include "policy/programs/programs.h"
 #include "policy/tools.h"
+#include "policy_server/programs/command_line.h"
+#include "policy_server/programs/programs.h"
 
 #include <cstdio>
 #include <string>

@@ -1,4 +1,4 @@
-#include "policy/ask.h"
+#include "policy_server/ask.h"
 
 #include "io/log.h"
 

@@ -3,6 +3,7 @@
 // shared --policy-dir / --system-info options and loading what they designate.
 #pragma once
 
+#include "policy/cache.h"
 #include "policy/engine.h"
 
 #include <functional>
@@ -33,10 +34,10 @@ struct SharedOptions {
     // The option's directories, else $QREXEC_POLICY_DIR, else the defaults; the legacy
     // directory from $QREXEC_LEGACY_POLICY_DIR or the default.
     PolicyPaths policy_paths() const;
-    // The option's file, else $QREXEC_SYSTEM_INFO, else qubesd.
-    SystemInfoSource system_info_source() const;
-    // The whole policy from policy_paths() (errors are in Policy::error).
-    Policy load_policy() const;
+    // The option's file, else $QREXEC_SYSTEM_INFO; "" = qubesd.
+    std::string system_info_file() const;
+    // How a one-shot program loads the policy cache (not watched).
+    CacheConfig cache_config() const;
 };
 
 // Which shared options a program accepts (a program that does not list one rejects it
@@ -76,7 +77,7 @@ class CommandLine {
 
 // Policy and system information for the offline tools (explain, graph).
 struct ToolInputs {
-    Policy policy;
+    std::shared_ptr<const Policy> policy;
     std::shared_ptr<const SystemInfo> system;
 };
 // Loads both; on failure prints "<name>: <why>" and returns nullopt. A policy that does

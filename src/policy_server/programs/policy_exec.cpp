@@ -2,11 +2,11 @@
 // the key=value answer the qrexec daemon parses (DAEMON.md §5.3).
 #include "io/log.h"
 #include "io/process.h"
-#include "policy/ask.h"
-#include "policy/cli.h"
-#include "policy/programs/command_line.h"
-#include "policy/programs/programs.h"
 #include "policy/qubesd.h"
+#include "policy_server/ask.h"
+#include "policy_server/decision_log.h"
+#include "policy_server/programs/command_line.h"
+#include "policy_server/programs/programs.h"
 
 #include <unistd.h>
 
@@ -132,20 +132,20 @@ std::string answer_value(const std::string& answer, const std::string& key) {
 
 // Evaluates, asking the configured command when the policy says `ask`; logs the
 // decision and its notification.
-Decision decide(const Options& opts, const Request& request) {
-    Policy policy = opts.shared.load_policy();
-    for (const auto& w : policy.warnings)
+Decision decide_call(const Options& opts, const Request& request) {
+    PolicyCache cache(opts.shared.cache_config());
+    std::shared_ptr<const Policy> policy = cache.policy();
+    for (const auto& w : policy->warnings)
         QLOG("warning: {}", w);
-    if (!policy.ok()) QLOG("error loading policy: {}", *policy.error);
+    if (!policy->ok()) QLOG("error loading policy: {}", *policy->error);
 
-    auto source = opts.shared.system_info_source();
     std::string error;
-    auto system = source.get(&error);
+    auto system = cache.fetch_system_info(&error);
     Decision decision;
     if (!system) {
         decision = deny_without_system_info(request, error);
     } else {
-        decision = evaluate(policy, *system, request);
+        decision = evaluate(*policy, *system, request);
         if (decision.outcome == Outcome::Ask) {
             log_decision(decision);
             std::optional<std::string> choice;
@@ -176,13 +176,11 @@ int policy_exec_main(int argc, char** argv) {
     request.assume_yes_for_ask = opts.assume_yes;
     request.just_evaluate = opts.just_evaluate;
 
-    Decision decision = decide(opts, request);
-    if (!opts.just_evaluate) {
-        std::string out = decision.answer + "\n";
-        std::fwrite(out.data(), 1, out.size(), stdout);
-        std::fflush(stdout);
-    }
-    if (!decision.allowed()) return 1;
+    Decision decision = decide_call(opts, request);
+    ExecReport report = exec_report(decision, opts.just_evaluate);
+    std::fwrite(report.output.data(), 1, report.output.size(), stdout);
+    std::fflush(stdout);
+    if (report.status != 0) return report.status;
     if (legacy && !opts.just_evaluate)
         execute_call(decision, opts.positional[0], request.source, opts.positional[4]);
     return 0;

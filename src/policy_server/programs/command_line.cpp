@@ -1,4 +1,4 @@
-#include "policy/programs/command_line.h"
+#include "policy_server/programs/command_line.h"
 
 #include <getopt.h>
 
@@ -28,13 +28,17 @@ PolicyPaths SharedOptions::policy_paths() const {
     return paths;
 }
 
-SystemInfoSource SharedOptions::system_info_source() const {
-    return SystemInfoSource::from_option_or_env(system_info);
+std::string SharedOptions::system_info_file() const {
+    return system_info_file_from_option_or_env(system_info);
 }
 
-Policy SharedOptions::load_policy() const {
-    FsLoader loader;
-    return policy::load_policy(loader, policy_paths());
+CacheConfig SharedOptions::cache_config() const {
+    CacheConfig config;
+    config.paths = policy_paths();
+    config.system_info_file = system_info_file();
+    config.qubesd_socket = qubesd_internal_socket_from_env();
+    config.log = false; // the programs report load errors themselves
+    return config;
 }
 
 CommandLine::CommandLine(const Program& program, unsigned shared_options) : program_(program) {
@@ -85,14 +89,14 @@ std::vector<std::string> CommandLine::parse(int argc, char** argv) {
 
 std::optional<ToolInputs> load_tool_inputs(const Program& program, const SharedOptions& options,
                                            bool policy_must_load) {
-    ToolInputs inputs{options.load_policy(), nullptr};
-    if (policy_must_load && !inputs.policy.ok()) {
-        print_error(program, "error loading policy: " + *inputs.policy.error);
+    PolicyCache cache(options.cache_config());
+    ToolInputs inputs{cache.policy(), nullptr};
+    if (policy_must_load && !inputs.policy->ok()) {
+        print_error(program, "error loading policy: " + *inputs.policy->error);
         return std::nullopt;
     }
-    auto source = options.system_info_source();
     std::string error;
-    inputs.system = source.get(&error);
+    inputs.system = cache.fetch_system_info(&error);
     if (!inputs.system) {
         print_error(program, error);
         return std::nullopt;

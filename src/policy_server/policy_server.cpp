@@ -1,11 +1,10 @@
-#include "policy/daemon.h"
+#include "policy_server/policy_server.h"
 
 #include "io/log.h"
 #include "io/unix_address.h"
-#include "policy/cli.h"
+#include "policy_server/decision_log.h"
 
 #include <sys/epoll.h>
-#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -39,7 +38,7 @@ struct PolicyDaemon::Client {
 };
 
 PolicyDaemon::PolicyDaemon(io::EventLoop& loop, DaemonConfig config)
-    : loop_(loop), config_(std::move(config)), system_source_(config_.system_info_file) {}
+    : loop_(loop), config_(std::move(config)) {}
 
 PolicyDaemon::~PolicyDaemon() {
     for (auto& [fd, client] : clients_) {
@@ -47,8 +46,9 @@ PolicyDaemon::~PolicyDaemon() {
         if (client->timer) loop_.cancel_timer(client->timer);
         loop_.unwatch(fd);
     }
-    for (io::Fd* sock : {&policy_sock_, &eval_sock_, &gui_sock_, &inotify_})
+    for (io::Fd* sock : {&policy_sock_, &eval_sock_, &gui_sock_})
         if (*sock) loop_.unwatch(sock->get());
+    if (cache_ && cache_->watch_fd() >= 0) loop_.unwatch(cache_->watch_fd());
 }
 
 io::Fd PolicyDaemon::listen_on(const std::string& path) {
@@ -88,57 +88,14 @@ void PolicyDaemon::start() {
         Kind kind = e.kind;
         loop_.watch(sfd, EPOLLIN, [this, sfd, kind](uint32_t) { accept_clients(sfd, kind); });
     }
-    inotify_ = io::Fd(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
-    if (inotify_)
-        loop_.watch(inotify_.get(), EPOLLIN, [this](uint32_t) { on_inotify(); });
-    else
-        QLOG_ERRNO("inotify_init1 (policy changes will not be noticed)");
-    reload();
-}
-
-void PolicyDaemon::reload() {
-    auto fresh = load_policy_shared(loader_, config_.paths);
-    for (const auto& w : fresh->warnings)
-        QLOG("warning: {}", w);
-    if (fresh->ok())
-        QLOG("policy loaded: {} rules from {} files", fresh->rules.size(), fresh->files.size());
-    else
-        QLOG("error loading policy: {} (every request will be denied)", *fresh->error);
-    policy_ = std::move(fresh);
-    update_watches();
-}
-
-void PolicyDaemon::update_watches() {
-    if (!inotify_) return;
-    // The policy directories, the legacy directory and every directory a file was
-    // read from (include directories). Stale watches are harmless and kept.
-    std::set<std::string> dirs(config_.paths.dirs.begin(), config_.paths.dirs.end());
-    dirs.insert(config_.paths.legacy_dir);
-    for (const auto& file : policy_->files) {
-        auto slash = file.rfind('/');
-        if (slash != std::string::npos && slash > 0) dirs.insert(file.substr(0, slash));
-    }
-    const uint32_t mask = IN_CREATE | IN_DELETE | IN_MODIFY | IN_MOVED_FROM | IN_MOVED_TO |
-                          IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF;
-    for (const auto& dir : dirs) {
-        int wd = ::inotify_add_watch(inotify_.get(), dir.c_str(), mask);
-        if (wd >= 0)
-            watches_[dir] = wd;
-        else
-            watches_.erase(dir);
-    }
-}
-
-void PolicyDaemon::on_inotify() {
-    alignas(inotify_event) char buf[8192];
-    bool changed = false;
-    for (;;) {
-        ssize_t n = ::read(inotify_.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        changed = true;
-    }
-    if (changed) reload();
+    CacheConfig cache_config;
+    cache_config.paths = config_.paths;
+    cache_config.system_info_file = config_.system_info_file;
+    cache_config.qubesd_socket = config_.qubesd_socket;
+    cache_config.watch = true;
+    cache_ = std::make_unique<PolicyCache>(std::move(cache_config));
+    if (cache_->watch_fd() >= 0)
+        loop_.watch(cache_->watch_fd(), EPOLLIN, [this](uint32_t) { cache_->on_watch_readable(); });
 }
 
 void PolicyDaemon::accept_clients(int listen_fd, Kind kind) {
@@ -239,9 +196,9 @@ void PolicyDaemon::on_client_readable(int fd, uint32_t events) {
 void PolicyDaemon::handle_request(Client& c) {
     int fd = c.fd.get();
     const Request& request = c.parser.request();
-    c.policy = policy_;
+    c.policy = cache_->policy();
     std::string error;
-    c.system = system_source_.get(&error);
+    c.system = cache_->fetch_system_info(&error);
     Decision decision;
     if (!c.system) {
         decision = deny_without_system_info(request, error);
@@ -293,7 +250,8 @@ void PolicyDaemon::handle_eval(Client& c) {
     request.service_and_arg = eval->service_queried;
     request.just_evaluate = true;
     request.assume_yes_for_ask = true;
-    auto system = system_source_.get(&error);
+    auto policy = cache_->policy();
+    auto system = cache_->fetch_system_info(&error);
     bool allowed = false;
     if (!system) {
         QLOG("{}: {}", name, error);
@@ -306,7 +264,7 @@ void PolicyDaemon::handle_eval(Client& c) {
         QLOG("{}: {} is not the GUI VM of {} and {}", name, eval->caller, eval->source,
              eval->target);
     } else {
-        Decision d = evaluate(*policy_, *system, request);
+        Decision d = evaluate(*policy, *system, request);
         allowed = d.allowed();
     }
     reply(fd, allowed ? "result=allow\n" : "result=deny\n");
