@@ -5,8 +5,10 @@
 #include "io/fd.h"
 #include "io/log.h"
 #include "io/process.h"
+#include "io/trace.h"
 #include "io/unix_socket.h"
 #include "protocol/messages.h"
+#include "services/exec.h"
 #include "services/lookup.h"
 #include "services/session.h"
 #include "transport/vchan.h"
@@ -114,9 +116,10 @@ std::optional<int> parse_socket_ident(std::string_view ident) {
 
 class Agent {
 public:
-    Agent(Options opts, std::unique_ptr<transport::Channel> control, io::Fd trigger_listener)
+    Agent(Options opts, std::unique_ptr<transport::Channel> control, io::Fd trigger_listener,
+          int own_domain)
         : opts_(std::move(opts)), control_(std::move(control)),
-          trigger_listener_(std::move(trigger_listener)) {}
+          trigger_listener_(std::move(trigger_listener)), own_domain_(own_domain) {}
 
     int run();
 
@@ -156,6 +159,7 @@ private:
     void accept_trigger();
     void on_trigger_readable(int fd);
     void drop_trigger(int fd, std::string_view why);
+    void trace_trigger_received(int fd) const;
 
     // connections table
     void add_connection(Connection connection);
@@ -177,6 +181,11 @@ private:
     std::map<int, IncomingTrigger> incoming_;
     std::map<int, io::Fd> pending_; // forwarded to dom0, waiting for its answer
 
+    services::OwnUserName own_user_;
+    int own_domain_ = 0; // for trace tokens only
+    std::string trigger_token(int fd) const {
+        return fmt::format("trig:{}:SOCKET{}", own_domain_, fd);
+    }
     std::optional<io::Child> session_waiter_;
     std::deque<CallRequest> session_queue_;
 };
@@ -270,6 +279,11 @@ void Agent::handle_exec(uint32_t type, std::span<const std::byte> payload) {
     auto cmdline = get_fixed_string(body);
     auto request = make_call_request(type, params.connect_domain, params.connect_port, cmdline,
                                      true);
+    request.own_user = own_user_.get();
+    if (io::trace_on())
+        io::trace_line("exec-received",
+                       io::trace_vchan_token(static_cast<uint32_t>(own_domain_),
+                                             params.connect_domain, params.connect_port));
     bool wants_session = request.command && request.command->is_service &&
                          !request.command->nogui && !request.config_failed &&
                          request.config.wait_for_session;
@@ -407,6 +421,11 @@ void Agent::handle_service_connect(std::span<const std::byte> payload) {
     }
     io::Fd client = std::move(it->second);
     pending_.erase(it);
+    if (io::trace_on())
+        io::trace_line("trigger-answered",
+                       trigger_token(*fd) + " " +
+                           io::trace_vchan_token(static_cast<uint32_t>(own_domain_),
+                                                 params.connect_domain, params.connect_port));
     auto answer = encode_exec_params(params);
     if (!io::write_all(client.get(), answer)) {
         QLOG_ERRNO("failed to pass the connection parameters to qrexec-client-vm");
@@ -428,6 +447,7 @@ void Agent::handle_service_refused(std::span<const std::byte> payload) {
         QLOG("MSG_SERVICE_REFUSED for an unknown request '{}', ignoring", ident);
         return;
     }
+    if (io::trace_on()) io::trace_line("trigger-refused", trigger_token(*fd));
     pending_.erase(it); // closing it tells qrexec-client-vm "refused"
 }
 
@@ -534,9 +554,20 @@ void Agent::on_trigger_readable(int fd) {
     loop_.unwatch(fd);
     loop_.cancel_timer(trigger.timer);
     auto data = std::move(trigger.data);
+    if (io::trace_on()) trace_trigger_received(fd);
     pending_.emplace(fd, std::move(trigger.fd));
     incoming_.erase(fd);
     send_control(header.type, std::span<const std::byte>(data).subspan(kHeaderSize));
+}
+
+// Links the caller's process (its pid, from the socket) to the trigger's ident.
+void Agent::trace_trigger_received(int fd) const {
+    ucred peer{};
+    socklen_t len = sizeof peer;
+    std::string caller;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) == 0)
+        caller = fmt::format(" cvm:{}", peer.pid);
+    io::trace_line("trigger-received", "+" + trigger_token(fd) + caller);
 }
 
 int Agent::run() {
@@ -606,7 +637,8 @@ int agent_main(int argc, char** argv) {
         return 1;
     }
     notify_systemd_ready();
-    Agent agent(std::move(opts), std::move(control), std::move(trigger));
+    Agent agent(std::move(opts), std::move(control), std::move(trigger),
+                backend->own_domain());
     return agent.run();
 }
 

@@ -2,6 +2,7 @@
 
 #include "io/log.h"
 #include "io/process.h"
+#include "io/trace.h"
 
 #include <signal.h>
 #include <sys/epoll.h>
@@ -45,7 +46,15 @@ std::string Request::describe() const {
            trigger_.service + ")";
 }
 
+// Stage trace (io/trace.h): this request as its agent names it.
+void Request::trace(std::string_view stage, std::string_view extra) const {
+    if (!io::trace_on()) return;
+    io::trace_line(stage, fmt::format("trig:{}:{}{}{}", settings_.domid, ident_text_,
+                                      extra.empty() ? "" : " ", extra));
+}
+
 void Request::start() {
+    trace("trigger-received");
     if (const PolicyCache* cache = host_.policy_cache()) {
         evaluate_in_process(*cache);
         return;
@@ -62,6 +71,7 @@ void Request::arm(std::chrono::milliseconds timeout, const char* what) {
 void Request::refuse(const std::string& reason) {
     if (finished_) return;
     QLOG("refusing {}: {}", describe(), reason);
+    trace("refused");
     finished_ = true;
     deadline_.cancel();
     if (stage_ == Stage::Dom0 && dom0_client_.running()) ::kill(dom0_client_.pid(), SIGTERM);
@@ -72,6 +82,7 @@ void Request::allow(uint32_t domain, uint32_t port) {
     if (finished_) return;
     finished_ = true;
     deadline_.cancel();
+    trace("target-connected", io::trace_vchan_token(settings_.domid, domain, port));
     host_.request_connect(*this, domain, port);
 }
 
@@ -79,6 +90,7 @@ void Request::allow(uint32_t domain, uint32_t port) {
 
 void Request::ask_policy_socket() {
     stage_ = Stage::PolicySocket;
+    trace("policy-asked", "via=socket");
     arm(settings_.timeouts.policy, "the policy daemon");
     exchange_ = std::make_unique<UnixExchange>(
         host_.loop(), settings_.policy_socket, format_policy_request(query_), false,
@@ -116,6 +128,7 @@ void Request::on_policy_socket(UnixExchange::Result result) {
 
 void Request::run_policy_program() {
     stage_ = Stage::PolicyProgram;
+    trace("policy-asked", "via=program");
     arm(settings_.timeouts.policy, "the policy program");
     program_ = std::make_unique<ProgramRun>(
         host_.loop(), host_.reaper(), settings_.policy_program, policy_program_argv(query_),
@@ -142,6 +155,7 @@ void Request::on_policy_program(ProgramRun::Result result) {
 
 void Request::evaluate_in_process(const PolicyCache& cache) {
     stage_ = Stage::PolicyInProcess;
+    trace("policy-asked", "via=in-process");
     // Long enough for an ask prompt (the ask command has its own, shorter bound).
     arm(settings_.timeouts.policy, "the in-process policy");
     evaluation_ = std::make_unique<PolicyEvaluation>(
@@ -165,6 +179,7 @@ void Request::decide(const PolicyParse& parse, const char* from) {
     for (const auto& line : parse.ignored_lines)
         QLOG("ignoring unknown line in reply from {}: '{}'", from, line);
     const auto& decision = *parse.decision;
+    trace("policy-answered", decision.allow ? "result=allow" : "result=deny");
     if (!decision.allow) {
         refuse(std::string("denied by ") + from);
         return;

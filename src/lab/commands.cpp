@@ -10,6 +10,7 @@
 #include "lab/relay.h"
 #include "lab/state.h"
 #include "lab/supervisor.h"
+#include "lab/trace.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -1055,6 +1056,7 @@ int run_lab_command(const std::vector<std::string>& raw) {
         command = args[0];
         help = true;
     }
+    if (command == "trace") return run_trace_command(args, help); // lab/trace.cpp
     if (command.empty()) {
         if (help) return fmt::print("{}", kUsage), 0;
         fmt::print(stderr, "{}", kUsage);
