@@ -142,10 +142,10 @@ int run_exec_cmdline(transport::Channel& channel, uint32_t version, const CallRe
     auto stdout_pair = io::make_socketpair();
     auto stderr_pipe = io::make_pipe();
     pid_t handler_pid = getpid();
-    auto child = spawn_service(
-        request, call,
-        {stdin_pair.second.get(), stdout_pair.second.get(), stderr_pipe.second.get()}, false,
-        handler_pid);
+    auto child =
+        spawn_service(request, call,
+                      {stdin_pair.second.get(), stdout_pair.second.get(), stderr_pipe.second.get()},
+                      false, handler_pid);
     trace.stage("service-spawned", fmt::format("pid={}", child.pid()));
     config.output = {stdin_pair.first.release(), stream::CloseMethod::Shutdown};
     config.input = {stdout_pair.first.release(), stream::CloseMethod::Shutdown};
@@ -218,8 +218,9 @@ int run_call_handler(const CallRequest& request) {
         trace.stage("data-connected");
     }
     setenv("QREXEC_AGENT_PID", std::to_string(getpid()).c_str(), 1);
-    int status = request.type == MSG_JUST_EXEC ? run_just_exec(*channel, request, trace)
-                                               : run_exec_cmdline(*channel, *version, request, trace);
+    int status = request.type == MSG_JUST_EXEC
+                     ? run_just_exec(*channel, request, trace)
+                     : run_exec_cmdline(*channel, *version, request, trace);
     trace.stage("end", fmt::format("status={}", status));
     return status;
 }

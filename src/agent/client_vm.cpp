@@ -246,7 +246,6 @@ LocalProgram start_local_program(const std::vector<std::string>& argv_text) {
     return {std::move(child), std::move(in.first), std::move(out.first)};
 }
 
-
 // One call; `trace` is this process' trace token (empty: not tracing).
 int run_call(const Options& opts, const std::string& trace) {
     io::Fd agent = connect_agent(opts.agent_socket);

@@ -110,7 +110,8 @@ void close_fds_from(int lowest) {
         close_range_or_loop(static_cast<unsigned>(lowest), ~0U);
         return;
     }
-    if (keep > lowest) close_range_or_loop(static_cast<unsigned>(lowest), static_cast<unsigned>(keep) - 1);
+    if (keep > lowest)
+        close_range_or_loop(static_cast<unsigned>(lowest), static_cast<unsigned>(keep) - 1);
     close_range_or_loop(static_cast<unsigned>(keep) + 1, ~0U);
 }
 

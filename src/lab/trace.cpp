@@ -25,7 +25,7 @@ the programs were started; default: $QREXEC_TRACE).
 
 struct TraceLine {
     uint64_t us = 0;
-    size_t order = 0; // position in the file: ties keep write order
+    size_t order = 0;    // position in the file: ties keep write order
     std::string process; // program[pid]
     std::string stage;
     std::vector<std::string> tokens; // '+' kept
@@ -71,7 +71,8 @@ std::optional<TraceLine> parse_line(std::string_view text, size_t order) {
 std::vector<std::vector<const TraceLine*>> group_calls(const std::vector<TraceLine>& lines) {
     std::vector<size_t> parent;
     auto find = [&parent](size_t n) {
-        while (parent[n] != n) n = parent[n] = parent[parent[n]];
+        while (parent[n] != n)
+            n = parent[n] = parent[parent[n]];
         return n;
     };
     std::map<std::string, size_t> bound;
@@ -207,8 +208,7 @@ int run_trace_command(const std::vector<std::string>& args, bool help) {
         fmt::print(stderr, "qrexec-lab trace: no call {} (the file has {})\n", which, count);
         return 1;
     }
-    print_timeline(calls[static_cast<size_t>(index)], static_cast<size_t>(index),
-                   calls.size());
+    print_timeline(calls[static_cast<size_t>(index)], static_cast<size_t>(index), calls.size());
     return 0;
 }
 

@@ -173,12 +173,10 @@ const std::string& OwnUserName::get() {
     return name_;
 }
 
-std::optional<io::ExecSpec> direct_exec_spec(const ParsedCommand& command,
-                                             const PreparedCall& call, bool as_self,
-                                             const std::string& user,
+std::optional<io::ExecSpec> direct_exec_spec(const ParsedCommand& command, const PreparedCall& call,
+                                             bool as_self, const std::string& user,
                                              const std::string& own_user) {
-    if (!as_self && (geteuid() == 0 || own_user.empty() || user != own_user))
-        return std::nullopt;
+    if (!as_self && (geteuid() == 0 || own_user.empty() || user != own_user)) return std::nullopt;
     io::ExecSpec spec;
     if (call.kind == CallKind::Executable) {
         if (!has_valid_token_count(command) || call.path.empty() || call.path.front() != '/')

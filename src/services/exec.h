@@ -78,9 +78,8 @@ std::optional<std::string> lookup_own_user_name();
 // ShellCommand. nullopt whenever the child must do more (PAM session as root) or
 // must report a failure itself (bad token count, relative path, wrong user):
 // use exec_call_as_user / exec_service in a forked child then.
-std::optional<io::ExecSpec> direct_exec_spec(const ParsedCommand& command,
-                                             const PreparedCall& call, bool as_self,
-                                             const std::string& user,
+std::optional<io::ExecSpec> direct_exec_spec(const ParsedCommand& command, const PreparedCall& call,
+                                             bool as_self, const std::string& user,
                                              const std::string& own_user);
 
 // Whole §4.3 decision for a per-call handler's child, for Executable and ShellCommand

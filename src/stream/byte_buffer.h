@@ -4,10 +4,10 @@
 // byte first (a 64 KiB frame buffer costs ~16 page faults per call that way).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <memory>
-#include <algorithm>
 #include <span>
 
 namespace qrexec::stream {

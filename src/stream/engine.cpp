@@ -450,8 +450,8 @@ void Engine::read_local(Direction& dir, bool is_error_stream) {
 // ---------------------------------------------------------------- state
 
 void Engine::trace_once(TraceStage stage, std::string_view extra) {
-    static constexpr std::string_view kNames[kStageCount] = {
-        "first-byte-out", "first-byte-in", "eof-out", "eof-in", "exit-code"};
+    static constexpr std::string_view kNames[kStageCount] = {"first-byte-out", "first-byte-in",
+                                                             "eof-out", "eof-in", "exit-code"};
     if (traced_[stage]) return;
     traced_[stage] = true;
     io::trace_line(kNames[stage], extra.empty() ? config_.trace_tokens
@@ -502,8 +502,7 @@ bool Engine::peer_gone() const {
 bool Engine::complete_frame_buffered() const {
     size_t avail = recv_end_ - recv_start_;
     if (avail < kHeaderSize) return false;
-    auto header = decode_header(
-        recv_buf_.span().subspan(recv_start_).first<kHeaderSize>());
+    auto header = decode_header(recv_buf_.span().subspan(recv_start_).first<kHeaderSize>());
     return avail - kHeaderSize >= header.len;
 }
 

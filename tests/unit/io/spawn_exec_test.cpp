@@ -72,15 +72,18 @@ TEST(SpawnExec, ClosesEveryOtherFdEvenWithoutCloexec) {
     int leaked = fcntl(pipe.first.get(), F_DUPFD, 50); // no FD_CLOEXEC
     ASSERT_GE(leaked, 50);
     Fd guard(leaked);
-    auto [status, text] = run_captured(
-        {"/bin/sh", {"sh", "-c", "test -e /proc/self/fd/" + std::to_string(leaked)}, std::nullopt,
-         {}, false});
+    auto [status, text] =
+        run_captured({"/bin/sh",
+                      {"sh", "-c", "test -e /proc/self/fd/" + std::to_string(leaked)},
+                      std::nullopt,
+                      {},
+                      false});
     EXPECT_EQ(status, 1);
 }
 
 TEST(SpawnExec, PassesTheGivenEnvironmentOnly) {
-    auto [status, text] = run_captured(
-        {"/usr/bin/env", {"env"}, std::vector<std::string>{"ONLY=this"}, {}, false});
+    auto [status, text] =
+        run_captured({"/usr/bin/env", {"env"}, std::vector<std::string>{"ONLY=this"}, {}, false});
     EXPECT_EQ(status, 0);
     EXPECT_EQ(text, "ONLY=this\n");
 }
