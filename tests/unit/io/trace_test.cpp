@@ -17,21 +17,36 @@ TEST(Trace, VchanTokenIsTheSameFromBothEnds) {
     EXPECT_EQ(trace_vchan_token(1, 3, 513), trace_vchan_token(3, 1, 513));
 }
 
-// The sink is opened once per process: this is the only test here that turns it on.
+namespace {
+// The sink is opened once per process, on first use, which any test of this
+// binary may make (close_fds_from asks for the trace fd): so the variable is
+// set before main() runs, whatever order the tests run in.
+struct TraceFile {
+    char path[64] = "/tmp/qrexec-trace-test-XXXXXX";
+    bool made = false;
+    TraceFile() {
+        int fd = mkstemp(path);
+        if (fd < 0) return;
+        close(fd);
+        made = true;
+        setenv("QREXEC_TRACE", path, 1);
+    }
+    ~TraceFile() {
+        if (made) unlink(path);
+    }
+};
+const TraceFile g_trace_file;
+} // namespace
+
 TEST(Trace, WritesOneLinePerStageWithTimeProgramAndPid) {
-    char path[] = "/tmp/qrexec-trace-test-XXXXXX";
-    int fd = mkstemp(path);
-    ASSERT_GE(fd, 0);
-    close(fd);
-    setenv("QREXEC_TRACE", path, 1);
+    ASSERT_TRUE(g_trace_file.made);
+    const char* path = g_trace_file.path;
     ASSERT_TRUE(trace_on());
     trace_line("first", "+cvm:1 k=v");
     trace_line("second", "cvm:1");
-    unsetenv("QREXEC_TRACE");
     std::ifstream in(path);
     std::stringstream text;
     text << in.rdbuf();
-    unlink(path);
     std::regex line(R"((\d{16}) (\S+)\[(\d+)\] (\S+) (.*))");
     std::istringstream lines(text.str());
     std::string l1, l2, extra;
