@@ -8,10 +8,12 @@
 #include "io/log_field.h"
 #include "io/process.h"
 #include "io/unix_address.h"
+#include "io/trace.h"
 #include "io/unix_socket.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
 #include "protocol/requests.h"
+#include "services/exec.h"
 #include "services/lookup.h"
 #include "services/session.h"
 #include "transport/vchan.h"
@@ -100,9 +102,10 @@ void notify_systemd_ready() {
 
 class Agent {
 public:
-    Agent(Options opts, std::unique_ptr<transport::Channel> control, io::Fd trigger_listener)
+    Agent(Options opts, std::unique_ptr<transport::Channel> control, io::Fd trigger_listener,
+          int own_domain)
         : opts_(std::move(opts)), control_(std::move(control)),
-          trigger_listener_(std::move(trigger_listener)) {}
+          trigger_listener_(std::move(trigger_listener)), own_domain_(own_domain) {}
 
     int run();
 
@@ -143,6 +146,7 @@ private:
     void on_trigger_readable(int fd);
     void drop_trigger(int fd, std::string_view why);
     void log_trigger_rejection(std::string_view why);
+    void trace_trigger_received(int fd) const;
 
     // connections table
     void add_connection(Connection connection);
@@ -167,6 +171,11 @@ private:
     io::RateLimiter trigger_log_limiter_{20, std::chrono::seconds(1)};
     std::map<int, io::Fd> pending_; // forwarded to dom0, waiting for its answer
 
+    services::OwnUserName own_user_;
+    int own_domain_ = 0; // for trace tokens only
+    std::string trigger_token(int fd) const {
+        return fmt::format("trig:{}:SOCKET{}", own_domain_, fd);
+    }
     std::optional<io::Child> session_waiter_;
     std::deque<CallRequest> session_queue_;
 };
@@ -255,6 +264,12 @@ void Agent::handle_exec(uint32_t type, std::span<const std::byte> payload) {
     if (!exec) fail(fmt::format("{} too short: {} bytes", msg_type_name(type), payload.size()));
     auto request = make_call_request(type, exec->params.connect_domain, exec->params.connect_port,
                                      exec->cmdline, true);
+    request.own_user = own_user_.get();
+    if (io::trace_on())
+        io::trace_line("exec-received",
+                       io::trace_vchan_token(static_cast<uint32_t>(own_domain_),
+                                             exec->params.connect_domain,
+                                             exec->params.connect_port));
     bool wants_session = request.command && request.command->is_service &&
                          !request.command->nogui && !request.config_failed &&
                          request.config.wait_for_session;
@@ -389,6 +404,11 @@ void Agent::handle_service_connect(std::span<const std::byte> payload) {
     }
     io::Fd client = std::move(it->second);
     pending_.erase(it);
+    if (io::trace_on())
+        io::trace_line("trigger-answered",
+                       trigger_token(*fd) + " " +
+                           io::trace_vchan_token(static_cast<uint32_t>(own_domain_),
+                                                 params.connect_domain, params.connect_port));
     auto answer = encode_exec_params(params);
     if (!io::write_all(client.get(), answer)) {
         QLOG_ERRNO("failed to pass the connection parameters to qrexec-client-vm");
@@ -410,6 +430,7 @@ void Agent::handle_service_refused(std::span<const std::byte> payload) {
         QLOG("MSG_SERVICE_REFUSED for an unknown request '{}', ignoring", ident);
         return;
     }
+    if (io::trace_on()) io::trace_line("trigger-refused", trigger_token(*fd));
     pending_.erase(it); // closing it tells qrexec-client-vm "refused"
 }
 
@@ -530,9 +551,20 @@ void Agent::on_trigger_readable(int fd) {
     loop_.cancel_timer(trigger.timer);
     trigger_admission_.completed(static_cast<uint64_t>(fd));
     auto data = std::move(trigger.data);
+    if (io::trace_on()) trace_trigger_received(fd);
     pending_.emplace(fd, std::move(trigger.fd));
     incoming_.erase(fd);
     send_control(header.type, std::span<const std::byte>(data).subspan(kHeaderSize));
+}
+
+// Links the caller's process (its pid, from the socket) to the trigger's ident.
+void Agent::trace_trigger_received(int fd) const {
+    ucred peer{};
+    socklen_t len = sizeof peer;
+    std::string caller;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) == 0)
+        caller = fmt::format(" cvm:{}", peer.pid);
+    io::trace_line("trigger-received", "+" + trigger_token(fd) + caller);
 }
 
 int Agent::run() {
@@ -599,7 +631,8 @@ int agent_main(int argc, char** argv) {
         return 1;
     }
     notify_systemd_ready();
-    Agent agent(std::move(opts), std::move(control), std::move(trigger));
+    Agent agent(std::move(opts), std::move(control), std::move(trigger),
+                backend->own_domain());
     return agent.run();
 }
 

@@ -5,6 +5,7 @@
 #include "io/fd.h"
 #include "io/log.h"
 #include "io/process.h"
+#include "io/trace.h"
 #include "protocol/messages.h"
 #include "services/exec.h"
 #include "services/lookup.h"
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <system_error>
 
 namespace qrexec::agent {
 namespace {
@@ -31,8 +33,18 @@ void send_frame(transport::Channel& channel, uint32_t type, std::span<const std:
         QLOG("failed to send {} on the data vchan", msg_type_name(type));
 }
 
+// The handler's trace token (io/trace.h): its data vchan; empty when not tracing.
+struct HandlerTrace {
+    std::string token;
+    void stage(std::string_view stage, std::string_view extra = {}) const {
+        if (token.empty()) return;
+        io::trace_line(stage, extra.empty() ? token : token + " " + std::string(extra));
+    }
+};
+
 // Failures found before anything was spawned: a fixed three-message answer (P§5.9).
-int report_failure_before_spawn(transport::Channel& channel, int code) {
+int report_failure_before_spawn(transport::Channel& channel, int code, const HandlerTrace& trace) {
+    trace.stage("exit-code", fmt::format("code={}", code));
     send_frame(channel, MSG_DATA_STDOUT, {});
     send_frame(channel, MSG_DATA_STDERR, {});
     send_frame(channel, MSG_DATA_EXIT_CODE, encode_exit_code(code));
@@ -52,7 +64,31 @@ int report_failure_before_spawn(transport::Channel& channel, int code) {
     services::exec_shell_command_argv0(command.command, shell && *shell ? shell : "/bin/sh", "sh");
 }
 
-int run_just_exec(transport::Channel& channel, const CallRequest& request) {
+// The service's process: posix_spawn'ed when the child has nothing to do but
+// exec; forked (exec_prepared) for a PAM session, or to let the child report
+// a failure to exec with the diagnostics and exit code of AGENT.md §4.
+io::Child spawn_service(const CallRequest& request, const services::PreparedCall& call,
+                        io::StdioFds stdio, bool new_session, pid_t handler_pid) {
+    auto spec = services::direct_exec_spec(*request.command, call, request.run_as == RunAs::Myself,
+                                           request.user, request.own_user);
+    if (spec) {
+        spec->stdio = stdio;
+        spec->new_session = new_session;
+        try {
+            return io::spawn_exec(*spec);
+        } catch (const std::system_error&) {
+            // fall through: the forked child fails the same way and reports it
+        }
+    }
+    return io::spawn(stdio, [&]() -> int {
+        io::close_fds_from(3);
+        if (new_session) setsid();
+        exec_prepared(request, call, handler_pid);
+    });
+}
+
+int run_just_exec(transport::Channel& channel, const CallRequest& request,
+                  const HandlerTrace& trace) {
     int code = kExitProblem;
     if (request.command && !request.config_failed) {
         auto prepared = services::prepare_call(
@@ -66,30 +102,31 @@ int run_just_exec(transport::Channel& channel, const CallRequest& request) {
             io::Fd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
             int err_fd = request.command->is_service ? 2 : null_fd.get();
             pid_t handler_pid = getpid();
-            auto child = io::spawn({null_fd.get(), null_fd.get(), err_fd}, [&]() -> int {
-                io::close_fds_from(3);
-                setsid();
-                exec_prepared(request, *prepared.call, handler_pid);
-            });
+            auto child = spawn_service(request, *prepared.call,
+                                       {null_fd.get(), null_fd.get(), err_fd}, true, handler_pid);
+            trace.stage("service-spawned", fmt::format("pid={}", child.pid()));
             child.detach(); // runs on; only the spawn is reported
             code = 0;
         }
     }
+    trace.stage("exit-code", fmt::format("code={}", code));
     send_frame(channel, MSG_DATA_EXIT_CODE, encode_exit_code(code));
     return 0;
 }
 
-int run_exec_cmdline(transport::Channel& channel, uint32_t version, const CallRequest& request) {
+int run_exec_cmdline(transport::Channel& channel, uint32_t version, const CallRequest& request,
+                     const HandlerTrace& trace) {
     if (!request.command || request.config_failed)
-        return report_failure_before_spawn(channel, kExitProblem);
+        return report_failure_before_spawn(channel, kExitProblem, trace);
     auto prepared = services::prepare_call(
         *request.command, services::SearchPaths::from_environment(), request.config);
-    if (!prepared.ok()) return report_failure_before_spawn(channel, prepared.failure);
+    if (!prepared.ok()) return report_failure_before_spawn(channel, prepared.failure, trace);
     auto& call = *prepared.call;
 
     stream::EngineConfig config;
     config.role = stream::Role::Service;
     config.version = version;
+    config.trace_tokens = trace.token;
     if (call.kind == services::CallKind::Socket || call.kind == services::CallKind::Tcp) {
         int fd = call.socket.release();
         config.input = {fd, stream::CloseMethod::Shutdown};
@@ -106,11 +143,10 @@ int run_exec_cmdline(transport::Channel& channel, uint32_t version, const CallRe
     auto stderr_pipe = io::make_pipe();
     pid_t handler_pid = getpid();
     auto child =
-        io::spawn({stdin_pair.second.get(), stdout_pair.second.get(), stderr_pipe.second.get()},
-                  [&]() -> int {
-                      io::close_fds_from(3);
-                      exec_prepared(request, call, handler_pid);
-                  });
+        spawn_service(request, call,
+                      {stdin_pair.second.get(), stdout_pair.second.get(), stderr_pipe.second.get()},
+                      false, handler_pid);
+    trace.stage("service-spawned", fmt::format("pid={}", child.pid()));
     config.output = {stdin_pair.first.release(), stream::CloseMethod::Shutdown};
     config.input = {stdout_pair.first.release(), stream::CloseMethod::Shutdown};
     config.error = {stderr_pipe.first.release(), stream::CloseMethod::Close};
@@ -175,9 +211,18 @@ int run_call_handler(const CallRequest& request) {
     }
     auto version = stream::handshake_data_channel(*channel, true, kDataConnectTimeoutMs);
     if (!version) return 1;
+    HandlerTrace trace;
+    if (io::trace_on()) {
+        trace.token = io::trace_vchan_token(static_cast<uint32_t>(backend->own_domain()),
+                                            request.connect_domain, request.connect_port);
+        trace.stage("data-connected");
+    }
     setenv("QREXEC_AGENT_PID", std::to_string(getpid()).c_str(), 1);
-    if (request.type == MSG_JUST_EXEC) return run_just_exec(*channel, request);
-    return run_exec_cmdline(*channel, *version, request);
+    int status = request.type == MSG_JUST_EXEC
+                     ? run_just_exec(*channel, request, trace)
+                     : run_exec_cmdline(*channel, *version, request, trace);
+    trace.stage("end", fmt::format("status={}", status));
+    return status;
 }
 
 } // namespace qrexec::agent

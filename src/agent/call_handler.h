@@ -26,6 +26,9 @@ struct CallRequest {
     bool config_failed = false; // rpc-config could not be loaded (-> 125)
     std::string user;           // effective user (force-user applied)
     RunAs run_as = RunAs::RequestedUser;
+    // The serving process' own user name (cached by the agent; empty: unknown),
+    // so the handler can posix_spawn the service without a passwd lookup.
+    std::string own_user;
 };
 
 // Parses the command and loads its rpc-config as the agent does before deciding

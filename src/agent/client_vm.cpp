@@ -4,6 +4,7 @@
 #include "io/log.h"
 #include "io/process.h"
 #include "io/unix_address.h"
+#include "io/trace.h"
 #include "protocol/messages.h"
 #include "stream/engine.h"
 #include "transport/vchan.h"
@@ -244,16 +245,12 @@ LocalProgram start_local_program(const std::vector<std::string>& argv_text) {
     return {std::move(child), std::move(in.first), std::move(out.first)};
 }
 
-} // namespace
-
-int client_vm_main(int argc, char** argv) {
-    io::require_standard_fds("qrexec-client-vm");
-    signal(SIGPIPE, SIG_IGN);
-    Options opts;
-    if (auto code = parse_options(argc, argv, opts)) return *code;
-
+// One call; `trace` is this process' trace token (empty: not tracing).
+int run_call(const Options& opts, const std::string& trace) {
     io::Fd agent = connect_agent(opts.agent_socket);
     if (!agent) return 1;
+    // Traced before the write: the agent may log its receipt before write() returns.
+    if (!trace.empty()) io::trace_line("trigger-sent", trace);
     if (!io::write_all(agent.get(), build_request(opts))) {
         QLOG_ERRNO("failed to send the request to the agent");
         return 1;
@@ -263,6 +260,7 @@ int client_vm_main(int argc, char** argv) {
     // The agent closes the connection to refuse (S6). If it rejected the request
     // before reading all of it, the kernel reports that close as ECONNRESET.
     if (got == 0 || (got < 0 && errno == ECONNRESET)) {
+        if (!trace.empty()) io::trace_line("refused", trace);
         std::fputs("Request refused\n", stderr);
         return kExitRefused;
     }
@@ -297,6 +295,13 @@ int client_vm_main(int argc, char** argv) {
     if (!version) return 1;
 
     stream::EngineConfig config;
+    if (!trace.empty()) {
+        config.trace_tokens = trace;
+        io::trace_line("data-connected",
+                       trace + " " +
+                           io::trace_vchan_token(static_cast<uint32_t>(backend->own_domain()),
+                                                 params.connect_domain, params.connect_port));
+    }
     config.role = stream::Role::Client;
     config.version = *version;
     config.prefix_data = opts.prefix_data.value_or("");
@@ -319,6 +324,21 @@ int client_vm_main(int argc, char** argv) {
     if (!result.exit_code) return 255;
     if (*result.exit_code != 0) return *result.exit_code;
     return result.child_status.value_or(0);
+}
+
+} // namespace
+
+int client_vm_main(int argc, char** argv) {
+    io::require_standard_fds("qrexec-client-vm");
+    signal(SIGPIPE, SIG_IGN);
+    Options opts;
+    if (auto code = parse_options(argc, argv, opts)) return *code;
+    if (!io::trace_on()) return run_call(opts, {});
+    std::string token = fmt::format("cvm:{}", getpid());
+    io::trace_line("start", "+" + token);
+    int status = run_call(opts, token);
+    io::trace_line("end", fmt::format("{} status={}", token, status));
+    return status;
 }
 
 } // namespace qrexec::agent

@@ -5,6 +5,7 @@
 #include "client/local_process.h"
 #include "client/qubesd.h"
 #include "io/log.h"
+#include "io/trace.h"
 #include "protocol/messages.h"
 #include "services/exec.h"
 #include "services/lookup.h"
@@ -94,6 +95,13 @@ int dom0_to_vm_call(const ClientOptions& options) {
     if (local && local->failure) return local->failure; // nothing sent (not upstream's crash)
 
     stream::EngineConfig config;
+    if (io::trace_on()) {
+        config.trace_tokens = fmt::format("qc:{}", getpid());
+        io::trace_line("data-connected",
+                       config.trace_tokens + " " +
+                           io::trace_vchan_token(static_cast<uint32_t>(backend->own_domain()),
+                                                 reply->connect_domain, reply->connect_port));
+    }
     config.role = stream::Role::Client;
     config.version = *version;
     if (local) {
@@ -225,7 +233,9 @@ int run_vm_to_vm(const ClientOptions& options) {
 }
 
 int run_dom0_to_vm(const ClientOptions& options) {
+    if (io::trace_on()) io::trace_line("start", fmt::format("+qc:{}", getpid()));
     int code = dom0_to_vm_call(options);
+    if (io::trace_on()) io::trace_line("end", fmt::format("qc:{} status={}", getpid(), code));
     if (options.kill) kill_domain(options.domain);
     return code;
 }

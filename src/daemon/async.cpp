@@ -237,12 +237,9 @@ ProgramRun::ProgramRun(io::EventLoop& loop, Reaper& reaper, std::string path,
     try {
         auto pair = io::make_socketpair();
         int child_end = pair.second.get();
-        child_ = io::spawn({child_end, child_end, -1}, [&]() -> int {
-            io::close_fds_from(3);
-            io::exec_program(path, argv);
-            QLOG_ERRNO("cannot execute {}", path);
-            return 125;
-        });
+        // posix_spawn: no page-table copy of the daemon; an exec failure is
+        // reported here (status 125, as the forked child used to exit with).
+        child_ = io::spawn_exec({path, argv, std::nullopt, {child_end, child_end, -1}, false});
         out_ = std::move(pair.first);
         io::set_nonblocking(out_.get());
     } catch (const std::exception& e) {

@@ -1,6 +1,7 @@
 #include "daemon/daemon.h"
 
 #include "io/log.h"
+#include "io/trace.h"
 #include "io/unix_socket.h"
 #include "protocol/frame.h"
 #include "protocol/requests.h"
@@ -540,6 +541,9 @@ bool Daemon::handle_cmdline(Client& client, const Frame& frame) {
         if (!allocated)
             return give_up("no free port for domain " + std::to_string(params.connect_domain));
         port = *allocated;
+        if (io::trace_on()) // before the reply: whoever logs this vchan next comes later
+            io::trace_line("exec-sent", "+" + io::trace_vchan_token(config_.settings.domid,
+                                                                    params.connect_domain, port));
         auto reply = protocol::encode_exec_params({config_.settings.domid, port});
         if (!send_frame_nonblocking(client.fd.get(), type, reply)) {
             ports_.release(params.connect_domain, port);

@@ -2,6 +2,7 @@
 
 #include "io/log.h"
 #include "io/process.h"
+#include "io/trace.h"
 
 #include <signal.h>
 #include <sys/epoll.h>
@@ -48,7 +49,15 @@ std::string Request::describe() const {
            io::log_field(trigger_.service) + ")";
 }
 
+// Stage trace (io/trace.h): this request as its agent names it.
+void Request::trace(std::string_view stage, std::string_view extra) const {
+    if (!io::trace_on()) return;
+    io::trace_line(stage, fmt::format("trig:{}:{}{}{}", settings_.domid, ident_text_,
+                                      extra.empty() ? "" : " ", extra));
+}
+
 void Request::start() {
+    trace("trigger-received");
     if (const InProcessPolicy* cache = host_.policy_cache()) {
         evaluate_in_process(*cache);
         return;
@@ -74,6 +83,7 @@ void Request::refuse(const std::string& reason) {
     if (finished_) return;
     if (auto note = log_admitted())
         QLOG("refusing {}: {}{}", describe(), io::log_field(reason, 512), *note);
+    trace("refused");
     finished_ = true;
     refused_ = true;
     deadline_.cancel();
@@ -85,6 +95,7 @@ void Request::allow(uint32_t domain, uint32_t port) {
     if (finished_) return;
     finished_ = true;
     deadline_.cancel();
+    trace("target-connected", io::trace_vchan_token(settings_.domid, domain, port));
     host_.request_connect(*this, domain, port);
 }
 
@@ -92,6 +103,7 @@ void Request::allow(uint32_t domain, uint32_t port) {
 
 void Request::ask_policy_socket() {
     stage_ = Stage::PolicySocket;
+    trace("policy-asked", "via=socket");
     arm(settings_.timeouts.policy, "the policy daemon");
     exchange_ = std::make_unique<UnixExchange>(
         host_.loop(), settings_.policy_socket, format_policy_request(query_), false,
@@ -132,6 +144,7 @@ void Request::on_policy_socket(UnixExchange::Result result) {
 
 void Request::run_policy_program() {
     stage_ = Stage::PolicyProgram;
+    trace("policy-asked", "via=program");
     arm(settings_.timeouts.policy, "the policy program");
     program_ = std::make_unique<ProgramRun>(
         host_.loop(), host_.reaper(), settings_.policy_program, policy_program_argv(query_),
@@ -158,6 +171,7 @@ void Request::on_policy_program(ProgramRun::Result result) {
 
 void Request::evaluate_in_process(const InProcessPolicy& cache) {
     stage_ = Stage::PolicyInProcess;
+    trace("policy-asked", "via=in-process");
     // Long enough for an ask prompt (the ask command has its own, shorter bound).
     arm(settings_.timeouts.policy, "the in-process policy");
     evaluation_ = std::make_unique<PolicyEvaluation>(
@@ -181,6 +195,7 @@ void Request::decide(const PolicyParse& parse, const char* from) {
     for (const auto& line : parse.ignored_lines)
         QLOG("ignoring unknown line in reply from {}: '{}'", from, io::log_field(line));
     const auto& decision = *parse.decision;
+    trace("policy-answered", decision.allow ? "result=allow" : "result=deny");
     if (!decision.allow) {
         refuse(std::string("denied by ") + from);
         return;

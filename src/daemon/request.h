@@ -104,6 +104,7 @@ class Request {
     void run_dom0_client();
     void on_dom0_client_exit();
 
+    void trace(std::string_view stage, std::string_view extra = {}) const;
     void arm(std::chrono::milliseconds timeout, const char* what);
     void refuse(const std::string& reason);
     // The suffix for an admitted per-request log line, or nullopt (rate-limited).

@@ -1,7 +1,9 @@
 #include "io/process.h"
+#include "io/trace.h"
 
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -90,11 +92,27 @@ void exec_program(const std::string& path, const std::vector<std::string>& argv,
     ::execve(path.c_str(), args.data(), envp.data());
 }
 
-void close_fds_from(int lowest) {
-    if (syscall(SYS_close_range, lowest, ~0U, 0) == 0) return;
+namespace {
+void close_range_or_loop(unsigned first, unsigned last) {
+    if (first > last) return;
+    if (syscall(SYS_close_range, first, last, 0) == 0) return;
     long max = sysconf(_SC_OPEN_MAX);
-    for (int fd = lowest; fd < max; ++fd)
-        close(fd);
+    for (long fd = first; fd < max && fd <= static_cast<long>(last); ++fd)
+        close(static_cast<int>(fd));
+}
+} // namespace
+
+void close_fds_from(int lowest) {
+    // A forked child that runs our code (a call handler) keeps writing the stage
+    // trace; the fd is CLOEXEC, so an exec'ed program does not get it.
+    int keep = trace_fd();
+    if (keep < lowest) {
+        close_range_or_loop(static_cast<unsigned>(lowest), ~0U);
+        return;
+    }
+    if (keep > lowest)
+        close_range_or_loop(static_cast<unsigned>(lowest), static_cast<unsigned>(keep) - 1);
+    close_range_or_loop(static_cast<unsigned>(keep) + 1, ~0U);
 }
 
 void reset_signals_for_child() {
@@ -117,6 +135,69 @@ void install_fd(int from, int to) {
         dup2(from, to);
 }
 } // namespace
+
+namespace {
+
+// RAII for the two posix_spawn descriptor objects.
+struct SpawnActions {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    SpawnActions() {
+        posix_spawn_file_actions_init(&actions);
+        posix_spawnattr_init(&attr);
+    }
+    ~SpawnActions() {
+        posix_spawn_file_actions_destroy(&actions);
+        posix_spawnattr_destroy(&attr);
+    }
+    SpawnActions(const SpawnActions&) = delete;
+    SpawnActions& operator=(const SpawnActions&) = delete;
+};
+
+void check_spawn(int rc, const char* what) {
+    if (rc != 0) throw std::system_error(rc, std::generic_category(), what);
+}
+
+} // namespace
+
+Child spawn_exec(const ExecSpec& spec) {
+    SpawnActions sa;
+    // Sources inside 0..2 are first copied above 2 (parent side) so the dup2
+    // sequence cannot clobber one with another.
+    Fd moved[3];
+    int from[3] = {spec.stdio.in, spec.stdio.out, spec.stdio.err};
+    for (int target = 0; target < 3; ++target) {
+        if (from[target] < 0 || from[target] > 2 || from[target] == target) continue;
+        moved[target].reset(fcntl(from[target], F_DUPFD_CLOEXEC, 3));
+        if (!moved[target]) throw std::system_error(errno, std::generic_category(), "dup");
+        from[target] = moved[target].get();
+    }
+    for (int target = 0; target < 3; ++target) {
+        if (from[target] < 0) continue;
+        // dup2(fd, fd) in a file action clears FD_CLOEXEC (glibc >= 2.29).
+        check_spawn(posix_spawn_file_actions_adddup2(&sa.actions, from[target], target),
+                    "posix_spawn_file_actions_adddup2");
+    }
+    check_spawn(posix_spawn_file_actions_addclosefrom_np(&sa.actions, 3),
+                "posix_spawn_file_actions_addclosefrom_np");
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    check_spawn(posix_spawnattr_setsigdefault(&sa.attr, &all), "posix_spawnattr_setsigdefault");
+    check_spawn(posix_spawnattr_setsigmask(&sa.attr, &none), "posix_spawnattr_setsigmask");
+    short flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
+    if (spec.new_session) flags |= POSIX_SPAWN_SETSID;
+    check_spawn(posix_spawnattr_setflags(&sa.attr, flags), "posix_spawnattr_setflags");
+
+    auto argv = c_strings(spec.argv);
+    std::vector<char*> envp;
+    if (spec.env) envp = c_strings(*spec.env);
+    pid_t pid = -1;
+    int rc = posix_spawn(&pid, spec.path.c_str(), &sa.actions, &sa.attr, argv.data(),
+                         spec.env ? envp.data() : environ);
+    if (rc != 0) throw std::system_error(rc, std::generic_category(), "posix_spawn " + spec.path);
+    return Child(pid);
+}
 
 Child spawn(StdioFds stdio, const std::function<int()>& body) {
     pid_t pid = fork();

@@ -55,6 +55,22 @@ struct StdioFds {
 // exits with its return value.
 Child spawn(StdioFds stdio, const std::function<int()>& body);
 
+// A child that only installs its stdio and execs: what spawn_exec needs.
+struct ExecSpec {
+    std::string path;
+    std::vector<std::string> argv;
+    std::optional<std::vector<std::string>> env; // nullopt: this process' environ
+    StdioFds stdio;
+    bool new_session = false; // setsid() in the child
+};
+
+// posix_spawn (glibc: clone(CLONE_VM|CLONE_VFORK), no page-table copy): default
+// dispositions for every signal and an empty mask set through the spawn
+// attributes, stdio installed, every other fd closed. Throws std::system_error
+// with the errno of a failed exec (the child never ran the program), so callers
+// can fall back to spawn() where the failure must be reported from the child.
+Child spawn_exec(const ExecSpec& spec);
+
 // execv/execve with argv (and envp) given as strings. Returns only on failure,
 // with errno set.
 void exec_program(const std::string& path, const std::vector<std::string>& argv);

@@ -4,6 +4,7 @@
 
 #include "lab/cli.h"
 #include "lab/multihost.h"
+#include "lab/trace.h"
 
 #include <fmt/format.h>
 
@@ -53,6 +54,7 @@ int run_lab_command(const std::vector<std::string>& raw) {
         command = args[0];
         help = true;
     }
+    if (command == "trace") return run_trace_command(args, help); // lab/trace.cpp
     if (command.empty()) {
         if (help) return fmt::print("{}", usage_text()), 0;
         fmt::print(stderr, "{}", usage_text());

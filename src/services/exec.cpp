@@ -149,13 +149,55 @@ void exec_shell_command_argv0(const std::string& command, const std::string& she
     exec_or_die(shell, {argv0, "-c", command}, current_environment());
 }
 
-bool nonroot_user_allowed(const std::string& user) {
+std::optional<std::string> lookup_own_user_name() {
     passwd pw{};
     passwd* result = nullptr;
     std::vector<char> buffer(16384);
     if (getpwuid_r(geteuid(), &pw, buffer.data(), buffer.size(), &result) != 0 || !result)
-        return false;
-    return user == result->pw_name;
+        return std::nullopt;
+    return std::string(result->pw_name);
+}
+
+bool nonroot_user_allowed(const std::string& user) {
+    auto own = lookup_own_user_name();
+    return own && user == *own;
+}
+
+const std::string& OwnUserName::get() {
+    auto now = std::chrono::steady_clock::now();
+    if (!valid_ || now - fetched_ >= lifetime_) {
+        auto name = lookup_own_user_name();
+        name_ = name.value_or("");
+        valid_ = name.has_value();
+        fetched_ = now;
+    }
+    return name_;
+}
+
+std::optional<io::ExecSpec> direct_exec_spec(const ParsedCommand& command, const PreparedCall& call,
+                                             bool as_self, const std::string& user,
+                                             const std::string& own_user) {
+    if (!as_self && (geteuid() == 0 || own_user.empty() || user != own_user)) return std::nullopt;
+    io::ExecSpec spec;
+    if (call.kind == CallKind::Executable) {
+        if (!has_valid_token_count(command) || call.path.empty() || call.path.front() != '/')
+            return std::nullopt;
+        spec.path = call.path;
+        spec.argv = build_service_argv(call.path, command);
+        spec.env = build_service_environment(current_environment(), command);
+        return spec;
+    }
+    if (call.kind != CallKind::ShellCommand) return std::nullopt;
+    // As exec_call_as_user (agent: /bin/sh) and the fork server ($SHELL, argv0 "sh").
+    spec.path = "/bin/sh";
+    std::string argv0 = "/bin/sh";
+    if (as_self) {
+        const char* shell = std::getenv("SHELL");
+        if (shell && *shell) spec.path = shell;
+        argv0 = "sh";
+    }
+    spec.argv = {argv0, "-c", command.command};
+    return spec;
 }
 
 int run_as_user_with_pam(const std::string& user, pid_t agent_pid,

@@ -1,8 +1,10 @@
 #include "stream/engine.h"
+#include "stream/byte_buffer.h"
 
 #include "io/event_loop.h"
 #include "io/log.h"
 #include "protocol/frame.h"
+#include "io/trace.h"
 #include "protocol/messages.h"
 
 #include <fcntl.h>
@@ -91,9 +93,11 @@ class Engine {
         error_ = {config_.error.fd, config_.error.close};
         for (int fd : {input_.fd, output_.fd, error_.fd})
             if (fd >= 0) make_nonblocking(fd);
-        recv_buf_.resize(2 * (kMaxDataChunkV3 + kHeaderSize));
+        // Both allocated for overwrite: pages are touched only as data arrives.
+        recv_buf_.resize_for_overwrite(2 * (kMaxDataChunkV3 + kHeaderSize));
         send_buf_.reserve(kMaxDataChunkV3 + kHeaderSize);
         if (config_.single_socket_on_sigusr1) sigusr1_fd_ = io::make_signal_fd({SIGUSR1});
+        tracing_ = !config_.trace_tokens.empty() && io::trace_on();
     }
     ~Engine() { close_everything(); }
 
@@ -117,6 +121,10 @@ class Engine {
     void read_local(Direction& dir, bool is_error_stream);
     void send_eof_once(uint32_t type);
     void queue_exit_code(int code);
+
+    // Stage trace: each stage at most once per call.
+    enum TraceStage { kFirstByteOut, kFirstByteIn, kEofOut, kEofIn, kExitCode, kStageCount };
+    void trace_once(TraceStage stage, std::string_view extra = {});
 
     void on_child_exit();
     void on_sigusr1();
@@ -143,12 +151,12 @@ class Engine {
     bool switched_to_single_socket_ = false;
     io::Fd reserved_output_; // `output` after its write side was shut down
 
-    std::vector<std::byte> recv_buf_;
+    ByteBuffer recv_buf_; // fixed size; [recv_start_, recv_end_) is buffered
     size_t recv_start_ = 0, recv_end_ = 0;
     bool channel_eof_ = false;
     bool channel_write_failed_ = false;
 
-    std::vector<std::byte> send_buf_;
+    ByteBuffer send_buf_;
     size_t send_off_ = 0;
 
     // Received data not yet accepted by the local fd (S1: at most one chunk).
@@ -162,6 +170,8 @@ class Engine {
     bool finished_ = false;
     EngineResult result_;
     std::map<int, uint32_t> registered_;
+    bool tracing_ = false;
+    bool traced_[kStageCount] = {};
     std::vector<std::pair<int, uint32_t>> always_ready_; // fds epoll refuses (regular files)
 };
 
@@ -215,7 +225,7 @@ void Engine::on_channel_readable() {
         recv_end_ -= recv_start_;
         recv_start_ = 0;
     }
-    ssize_t n = channel_.read(std::span(recv_buf_).subspan(recv_end_));
+    ssize_t n = channel_.read(recv_buf_.span().subspan(recv_end_));
     if (n > 0)
         recv_end_ += static_cast<size_t>(n);
     else if (n == 0 || (errno != EAGAIN && errno != EINTR))
@@ -225,7 +235,7 @@ void Engine::on_channel_readable() {
 
 void Engine::process_frames() {
     while (!finished_ && pending_.empty()) {
-        auto frame = next_frame(std::span(recv_buf_).subspan(recv_start_, recv_end_ - recv_start_),
+        auto frame = next_frame(recv_buf_.span().subspan(recv_start_, recv_end_ - recv_start_),
                                 max_chunk_);
         if (frame.status == FrameStatus::TooLong) {
             fatal(fmt::format("Too big data chunk received: {} bytes (type 0x{:x})",
@@ -248,8 +258,10 @@ bool Engine::dispatch(Header header, std::span<std::byte> payload) {
         }
         if (type == MSG_DATA_STDIN) {
             if (!payload.empty()) {
+                if (tracing_) trace_once(kFirstByteIn);
                 deliver(output_, payload);
             } else {
+                if (tracing_) trace_once(kEofIn);
                 end_direction(output_, SHUT_WR);
                 if (config_.exit_on_client_eof && !exit_code_queued_) {
                     send_eof_once(MSG_DATA_STDOUT);
@@ -273,8 +285,10 @@ bool Engine::dispatch(Header header, std::span<std::byte> payload) {
     switch (type) {
     case MSG_DATA_STDOUT:
         if (payload.empty()) {
+            if (tracing_) trace_once(kEofIn);
             end_direction(output_, SHUT_WR);
         } else {
+            if (tracing_) trace_once(kFirstByteIn);
             if (config_.filter_stdout) filter_control_chars(payload);
             deliver(output_, payload);
         }
@@ -287,7 +301,10 @@ bool Engine::dispatch(Header header, std::span<std::byte> payload) {
         }
         return true;
     case MSG_DATA_EXIT_CODE:
-        if (!result_.exit_code) result_.exit_code = decode_exit_code(payload);
+        if (!result_.exit_code) {
+            result_.exit_code = decode_exit_code(payload);
+            if (tracing_) trace_once(kExitCode, fmt::format("code={}", *result_.exit_code));
+        }
         // The service is done: our input ends here (§5.3).
         send_eof_once(MSG_DATA_STDIN);
         end_direction(input_, SHUT_RD);
@@ -350,8 +367,8 @@ void Engine::queue_frame(uint32_t type, std::span<const std::byte> payload) {
         send_off_ = 0;
     }
     auto header = encode_header({type, static_cast<uint32_t>(payload.size())});
-    send_buf_.insert(send_buf_.end(), header.begin(), header.end());
-    send_buf_.insert(send_buf_.end(), payload.begin(), payload.end());
+    send_buf_.append(header);
+    send_buf_.append(payload);
     flush_send();
 }
 
@@ -383,12 +400,14 @@ void Engine::send_eof_once(uint32_t type) {
     bool& sent = type == MSG_DATA_STDERR ? stderr_eof_sent_ : main_eof_sent_;
     if (sent) return;
     sent = true;
+    if (tracing_ && type != MSG_DATA_STDERR) trace_once(kEofOut);
     queue_frame(type, {});
 }
 
 void Engine::queue_exit_code(int code) {
     result_.exit_code = code;
     exit_code_queued_ = true;
+    if (tracing_) trace_once(kExitCode, fmt::format("code={}", code));
     queue_frame(MSG_DATA_EXIT_CODE, encode_exit_code(code));
 }
 
@@ -398,7 +417,7 @@ void Engine::read_local(Direction& dir, bool is_error_stream) {
                         : (is_service_ ? uint32_t{MSG_DATA_STDOUT} : uint32_t{MSG_DATA_STDIN});
     // Build the frame in place: the payload is read right behind its header so
     // header and payload leave in one write.
-    send_buf_.resize(kHeaderSize + max_chunk_);
+    send_buf_.resize_for_overwrite(kHeaderSize + max_chunk_);
     send_off_ = 0;
     ssize_t n;
     do {
@@ -419,15 +438,25 @@ void Engine::read_local(Direction& dir, bool is_error_stream) {
         }
         return;
     }
+    if (tracing_ && !is_error_stream) trace_once(kFirstByteOut);
     if (is_error_stream && config_.stderr_copy)
-        config_.stderr_copy(std::span(send_buf_).subspan(kHeaderSize, static_cast<size_t>(n)));
+        config_.stderr_copy(send_buf_.span().subspan(kHeaderSize, static_cast<size_t>(n)));
     auto header = encode_header({type, static_cast<uint32_t>(n)});
-    std::copy(header.begin(), header.end(), send_buf_.begin());
-    send_buf_.resize(kHeaderSize + static_cast<size_t>(n));
+    std::memcpy(send_buf_.data(), header.data(), header.size());
+    send_buf_.resize_for_overwrite(kHeaderSize + static_cast<size_t>(n));
     flush_send();
 }
 
 // ---------------------------------------------------------------- state
+
+void Engine::trace_once(TraceStage stage, std::string_view extra) {
+    static constexpr std::string_view kNames[kStageCount] = {"first-byte-out", "first-byte-in",
+                                                             "eof-out", "eof-in", "exit-code"};
+    if (traced_[stage]) return;
+    traced_[stage] = true;
+    io::trace_line(kNames[stage], extra.empty() ? config_.trace_tokens
+                                                : config_.trace_tokens + " " + std::string(extra));
+}
 
 void Engine::on_child_exit() {
     if (!child_ || result_.child_status) return;
@@ -472,7 +501,7 @@ bool Engine::peer_gone() const {
 
 bool Engine::complete_frame_buffered() const {
     auto frame = next_frame(
-        std::span<const std::byte>(recv_buf_).subspan(recv_start_, recv_end_ - recv_start_),
+        std::span<const std::byte>(recv_buf_.span()).subspan(recv_start_, recv_end_ - recv_start_),
         max_chunk_);
     return frame.status == FrameStatus::Ready;
 }

@@ -60,6 +60,10 @@ struct EngineConfig {
     // Service side: also gets every chunk of the program's stderr (the agent
     // copies it to the system log, AGENT.md §2.6).
     std::function<void(std::span<const std::byte>)> stderr_copy;
+
+    // Stage trace (io/trace.h): the call's tokens in this process; empty: none.
+    // Traced: first-byte-out/-in (main stream), eof-out/-in, exit-code.
+    std::string trace_tokens;
 };
 
 struct EngineResult {
