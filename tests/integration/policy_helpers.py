@@ -159,9 +159,11 @@ def running_daemon(tree, *extra_args, env=None):
     def ready():
         if proc.poll() is not None:
             raise AssertionError("daemon exited: " + open(log.name).read())
+        # Every socket the daemon serves, not only the first it creates.
         try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.connect(sock)
+            for path in (sock, eval_sock, gui_sock):
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(path)
             return True
         except OSError:
             return False

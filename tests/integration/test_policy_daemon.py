@@ -190,7 +190,7 @@ def test_rewrite_in_place_never_answers_from_a_half_written_file(tree):
     with open(path, "w") as f:
         f.write(versions[0])
     req = request("work", "work", "s.Hammer")
-    rewrites = 40
+    rewrites = 41  # odd: the last version differs from the first, so it proves a reload
     with running_daemon(tree) as d:
         wait_for(lambda: query(d.sock, req) in expected, what="first version loaded")
         done = threading.Event()
@@ -230,6 +230,7 @@ def test_rewrite_in_place_never_answers_from_a_half_written_file(tree):
                          + open(d.log_path).read()[-3000:])
         assert len(flat) >= 80, len(flat)
         log = open(d.log_path).read()
-        # The rewrites were seen (reloads happened), not just the first version.
-        assert log.count("policy loaded (generation") >= 3, log[-2000:]
+        # The rewrites were seen: at least one reload after the first load (a loaded
+        # machine may fold many rewrites into one reload).
+        assert log.count("policy loaded (generation") >= 2, log[-2000:]
         assert "error loading policy" not in log, log[-2000:]
