@@ -622,5 +622,22 @@ def real_policy(user=None):
     return reply
 
 
+@contextlib.contextmanager
+def two_real_vms(qenv, echo_body, programs=("qrexec-agent", "qrexec-client-vm")):
+    """Real agents `work` (5) and `vault` (6) behind real daemons, each serving
+    test.Echo with `echo_body`, under real_policy(); stopped on exit."""
+    for name in programs:
+        bin_path(name)  # a missing binary fails here, not deep inside a test
+    services = os.path.join(qenv.root, "vm-rpc")
+    write_service(services, "test.Echo", echo_body)
+    qenv.policy_server(real_policy())
+    vms = [RealVm(qenv, 5, "work", services), RealVm(qenv, 6, "vault", services)]
+    try:
+        yield vms
+    finally:
+        for vm in vms:
+            vm.stop()
+
+
 def zombie_children(pid):
     return [c for c in proc_children(pid) if proc_state(c) == "Z"]

@@ -12,8 +12,8 @@ import pytest
 
 from daemon_helpers import (
     MSG_EXEC_CMDLINE, MSG_HELLO, MSG_SERVICE_REFUSED, DaemonClient, RealVm, Stream, allow_reply,
-    exec_params, fd_count, proc_children, proc_state, qenv, real_policy, trigger4, wait_for,
-    write_policy_program, write_service)  # noqa: F401
+    exec_params, fd_count, proc_children, proc_state, qenv, real_policy, trigger4, two_real_vms,
+    wait_for, write_policy_program, write_service)  # noqa: F401
 
 
 # ---- 1. bounded, escaped, rate-limited log lines --------------------------------------
@@ -152,18 +152,8 @@ def test_daemon_table_full_of_idle_clients_still_serves_a_caller(qenv):
 
 @pytest.fixture
 def one_real_vm(qenv):
-    for name in ("qrexec-agent", "qrexec-client-vm"):
-        from daemon_helpers import bin_path
-        bin_path(name)
-    services = os.path.join(qenv.root, "vm-rpc")
-    write_service(services, "test.Echo", "cat")
-    qenv.policy_server(real_policy())
-    vms = [RealVm(qenv, 5, "work", services), RealVm(qenv, 6, "vault", services)]
-    try:
+    with two_real_vms(qenv, "cat") as vms:
         yield vms
-    finally:
-        for vm in vms:
-            vm.stop()
 
 
 def test_agent_socket_full_of_idle_connections_still_serves_a_caller(qenv, one_real_vm):

@@ -21,7 +21,7 @@ import pytest
 
 from daemon_helpers import (
     RealVm, bin_path, dom0_call_cmd, fd_count, peak_rss_kb, proc_children, qenv, real_policy,
-    wait_for, write_service, zombie_children)  # noqa: F401
+    two_real_vms, wait_for, write_service, zombie_children)  # noqa: F401
 
 CONCURRENCY = 64
 CHUNK = 256 * 1024
@@ -131,17 +131,9 @@ def run_call(cmd, env, size, offset, sampler, role):
 
 @pytest.fixture
 def pair(qenv):
-    for name in ("qrexec-agent", "qrexec-client-vm", "qrexec-client"):
-        bin_path(name)
-    services = os.path.join(qenv.root, "vm-rpc")
-    write_service(services, "test.Echo", 'cat; exit "$1"')
-    qenv.policy_server(real_policy())
-    vms = [RealVm(qenv, 5, "work", services), RealVm(qenv, 6, "vault", services)]
-    try:
+    programs = ("qrexec-agent", "qrexec-client-vm", "qrexec-client")
+    with two_real_vms(qenv, 'cat; exit "$1"', programs) as vms:
         yield vms
-    finally:
-        for vm in vms:
-            vm.stop()
 
 
 def test_64_concurrent_checksummed_streams_both_ways(qenv, pair):
