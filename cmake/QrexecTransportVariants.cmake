@@ -60,7 +60,8 @@ if(QREXEC_VCHAN STREQUAL "socket" AND QREXEC_TESTS AND NOT QREXEC_SANITIZE
     add_library(qrexec_standin_${name} SHARED ${CMAKE_SOURCE_DIR}/tests/xen_standin/standin.cpp)
     target_include_directories(qrexec_standin_${name} PRIVATE ${QREXEC_XENVCHAN_INCLUDE_DIR})
     set_target_properties(qrexec_standin_${name} PROPERTIES OUTPUT_NAME ${name}
-      SOVERSION ${soversion} LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/xen-standin-lib)
+      SOVERSION ${soversion} LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/xen-standin-lib
+      UNITY_BUILD OFF)
     # The symbol versions of Debian's libraries (else ld.so warns on every start).
     target_link_options(qrexec_standin_${name} PRIVATE
       -Wl,--version-script=${CMAKE_SOURCE_DIR}/tests/xen_standin/${name}.map)

@@ -7,8 +7,8 @@
 #include "io/log.h"
 #include "io/log_field.h"
 #include "io/process.h"
-#include "io/unix_address.h"
 #include "io/trace.h"
+#include "io/unix_address.h"
 #include "io/unix_socket.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
@@ -42,7 +42,6 @@ namespace {
 
 using namespace qrexec::protocol;
 
-constexpr const char* kDefaultAgentSocket = "/var/run/qubes/qrexec-agent";
 constexpr const char* kDefaultForkServerTemplate = "/var/run/qubes/qrexec-server.%s.sock";
 constexpr size_t kMaxConnections = 256;
 constexpr size_t kMaxPendingTriggers = 256;
@@ -51,7 +50,7 @@ constexpr uint32_t kMaxControlPayload = 1 << 20;
 constexpr uint32_t kMaxTriggerPayload = kTrigger4FixedSize + kMaxServiceNameLen;
 constexpr auto kTriggerReadTimeout = std::chrono::seconds(10);
 
-struct Options {
+struct AgentOptions {
     std::string agent_socket = kDefaultAgentSocket;
     std::string fork_server_template = kDefaultForkServerTemplate;
     bool use_fork_server = true;
@@ -60,7 +59,7 @@ struct Options {
 void print_usage(const char* argv0) {
     std::fprintf(stderr,
                  "usage: %s [options]\n"
-                 "Options:\n"
+                 "AgentOptions:\n"
                  "  -h, --help - display usage\n"
                  "  -a, --agent-socket=PATH - path to listen on, default: %s\n"
                  "  -s, --fork-server-socket=PATH - path to the fork server socket (%%s is "
@@ -69,7 +68,7 @@ void print_usage(const char* argv0) {
                  argv0, kDefaultAgentSocket, kDefaultForkServerTemplate);
 }
 
-std::optional<int> parse_options(int argc, char** argv, Options& opts) {
+std::optional<int> parse_agent_options(int argc, char** argv, AgentOptions& opts) {
     static const option long_options[] = {
         {"help", no_argument, nullptr, 'h'},
         {"agent-socket", required_argument, nullptr, 'a'},
@@ -80,10 +79,18 @@ std::optional<int> parse_options(int argc, char** argv, Options& opts) {
     int opt;
     while ((opt = getopt_long(argc, argv, "ha:s:S", long_options, nullptr)) != -1) {
         switch (opt) {
-        case 'a': opts.agent_socket = optarg; break;
-        case 's': opts.fork_server_template = optarg; break;
-        case 'S': opts.use_fork_server = false; break;
-        default: print_usage(argv[0]); return 2;
+        case 'a':
+            opts.agent_socket = optarg;
+            break;
+        case 's':
+            opts.fork_server_template = optarg;
+            break;
+        case 'S':
+            opts.use_fork_server = false;
+            break;
+        default:
+            print_usage(argv[0]);
+            return 2;
         }
     }
     return std::nullopt;
@@ -101,15 +108,15 @@ void notify_systemd_ready() {
 }
 
 class Agent {
-public:
-    Agent(Options opts, std::unique_ptr<transport::Channel> control, io::Fd trigger_listener,
+  public:
+    Agent(AgentOptions opts, std::unique_ptr<transport::Channel> control, io::Fd trigger_listener,
           int own_domain)
         : opts_(std::move(opts)), control_(std::move(control)),
           trigger_listener_(std::move(trigger_listener)), own_domain_(own_domain) {}
 
     int run();
 
-private:
+  private:
     struct Connection {
         std::optional<io::Child> handler; // executed calls
         io::Fd fd;                        // fork-server or qrexec-client-vm connection
@@ -153,7 +160,7 @@ private:
     void finish_connection(size_t slot);
     void update_listener_interest();
 
-    Options opts_;
+    AgentOptions opts_;
     io::EventLoop loop_;
     std::unique_ptr<transport::Channel> control_;
     io::Fd trigger_listener_;
@@ -185,7 +192,8 @@ private:
     // Handlers keep running on their own; do not wait for them.
     for (auto& [slot, c] : connections_)
         if (c.handler) c.handler->detach();
-    for (auto& c : untracked_) c.detach();
+    for (auto& c : untracked_)
+        c.detach();
     if (session_waiter_) session_waiter_->detach();
     _exit(1);
 }
@@ -212,7 +220,8 @@ void Agent::flush_control() {
         control_out_.clear();
         control_out_off_ = 0;
     }
-    loop_.modify(control_->fd(), uint32_t{EPOLLIN} | (control_out_.empty() ? 0u : uint32_t{EPOLLOUT}));
+    loop_.modify(control_->fd(),
+                 uint32_t{EPOLLIN} | (control_out_.empty() ? 0u : uint32_t{EPOLLOUT}));
     update_listener_interest();
 }
 
@@ -252,10 +261,17 @@ void Agent::on_control_event(uint32_t events) {
 void Agent::handle_control_message(Header header, std::span<const std::byte> payload) {
     switch (header.type) {
     case MSG_EXEC_CMDLINE:
-    case MSG_JUST_EXEC: handle_exec(header.type, payload); break;
-    case MSG_SERVICE_CONNECT: handle_service_connect(payload); break;
-    case MSG_SERVICE_REFUSED: handle_service_refused(payload); break;
-    default: fail(fmt::format("unexpected message type 0x{:x} from dom0", header.type));
+    case MSG_JUST_EXEC:
+        handle_exec(header.type, payload);
+        break;
+    case MSG_SERVICE_CONNECT:
+        handle_service_connect(payload);
+        break;
+    case MSG_SERVICE_REFUSED:
+        handle_service_refused(payload);
+        break;
+    default:
+        fail(fmt::format("unexpected message type 0x{:x} from dom0", header.type));
     }
 }
 
@@ -266,10 +282,9 @@ void Agent::handle_exec(uint32_t type, std::span<const std::byte> payload) {
                                      exec->cmdline, true);
     request.own_user = own_user_.get();
     if (io::trace_on())
-        io::trace_line("exec-received",
-                       io::trace_vchan_token(static_cast<uint32_t>(own_domain_),
-                                             exec->params.connect_domain,
-                                             exec->params.connect_port));
+        io::trace_line("exec-received", io::trace_vchan_token(static_cast<uint32_t>(own_domain_),
+                                                              exec->params.connect_domain,
+                                                              exec->params.connect_port));
     bool wants_session = request.command && request.command->is_service &&
                          !request.command->nogui && !request.config_failed &&
                          request.config.wait_for_session;
@@ -294,17 +309,15 @@ bool Agent::try_fork_server(const CallRequest& request) {
     if (command.size() > kMaxQrexecCmdLen) return false;
     std::string path;
     auto pos = opts_.fork_server_template.find("%s");
-    path = pos == std::string::npos
-               ? opts_.fork_server_template
-               : opts_.fork_server_template.substr(0, pos) + request.user +
-                     opts_.fork_server_template.substr(pos + 2);
+    path = pos == std::string::npos ? opts_.fork_server_template
+                                    : opts_.fork_server_template.substr(0, pos) + request.user +
+                                          opts_.fork_server_template.substr(pos + 2);
     auto addr = io::UnixAddress::from_path(path);
     if (!addr) return false;
     io::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd) return false;
     if (::connect(fd.get(), addr->get(), addr->size()) != 0) {
-        if (errno != ENOENT && errno != ECONNREFUSED)
-            QLOG_ERRNO("connect to fork server {}", path);
+        if (errno != ENOENT && errno != ECONNREFUSED) QLOG_ERRNO("connect to fork server {}", path);
         return false;
     }
     ForkServerRequest fs;
@@ -344,7 +357,8 @@ void Agent::start_handler(CallRequest request) {
 
 void Agent::add_connection(Connection connection) {
     size_t slot = 0;
-    while (slot < kMaxConnections && connections_.count(slot)) ++slot;
+    while (slot < kMaxConnections && connections_.count(slot))
+        ++slot;
     if (slot == kMaxConnections) {
         // Upstream behaviour: the call proceeds, its end is never reported.
         QLOG("connection table full, the end of this call will not be reported");
@@ -365,7 +379,8 @@ void Agent::add_connection(Connection connection) {
     }
     int watch_fd = connection.handler ? connection.handler->exit_fd() : connection.fd.get();
     connections_.emplace(slot, std::move(connection));
-    loop_.watch(watch_fd, EPOLLIN | EPOLLRDHUP, [this, slot](uint32_t) { finish_connection(slot); });
+    loop_.watch(watch_fd, EPOLLIN | EPOLLRDHUP,
+                [this, slot](uint32_t) { finish_connection(slot); });
 }
 
 void Agent::finish_connection(size_t slot) {
@@ -448,8 +463,8 @@ void Agent::queue_for_session(CallRequest request) {
     try {
         auto pipe = io::make_pipe();
         auto paths = services::SearchPaths::from_environment();
-        session_waiter_ = services::spawn_wait_for_session(paths.service_dirs, source,
-                                                           pipe.first.get());
+        session_waiter_ =
+            services::spawn_wait_for_session(paths.service_dirs, source, pipe.first.get());
         pipe.first.reset();
         io::write_all(pipe.second.get(), user + "\n");
     } catch (const std::exception& e) {
@@ -468,7 +483,8 @@ void Agent::on_session_ready() {
     session_waiter_.reset();
     auto queue = std::move(session_queue_);
     session_queue_.clear();
-    for (auto& request : queue) execute(std::move(request));
+    for (auto& request : queue)
+        execute(std::move(request));
 }
 
 void Agent::accept_trigger() {
@@ -576,11 +592,13 @@ int Agent::run() {
     });
     loop_.watch(control_->fd(), EPOLLIN, [this](uint32_t ev) { on_control_event(ev); });
     loop_.watch(trigger_listener_.get(), EPOLLIN, [this](uint32_t) { accept_trigger(); });
-    while (!stop) loop_.run_once();
+    while (!stop)
+        loop_.run_once();
     ::unlink(opts_.agent_socket.c_str());
     for (auto& [slot, c] : connections_)
         if (c.handler) c.handler->detach();
-    for (auto& c : untracked_) c.detach();
+    for (auto& c : untracked_)
+        c.detach();
     if (session_waiter_) session_waiter_->detach();
     return 0;
 }
@@ -589,8 +607,8 @@ int Agent::run() {
 
 int agent_main(int argc, char** argv) {
     io::require_standard_fds("qrexec-agent");
-    Options opts;
-    if (auto code = parse_options(argc, argv, opts)) return *code;
+    AgentOptions opts;
+    if (auto code = parse_agent_options(argc, argv, opts)) return *code;
     signal(SIGPIPE, SIG_IGN);
 
     auto backend = transport::default_backend();
@@ -625,14 +643,14 @@ int agent_main(int argc, char** argv) {
     }
 
     // Any local user may call: the socket is world-writable (AGENT.md §2.3 step 4).
-    io::Fd trigger = io::listen_unix(opts.agent_socket, {.backlog = 5, .nonblocking = true, .bind_umask = 0});
+    io::Fd trigger =
+        io::listen_unix(opts.agent_socket, {.backlog = 5, .nonblocking = true, .bind_umask = 0});
     if (!trigger) {
         QLOG_ERRNO("cannot listen on {}", opts.agent_socket);
         return 1;
     }
     notify_systemd_ready();
-    Agent agent(std::move(opts), std::move(control), std::move(trigger),
-                backend->own_domain());
+    Agent agent(std::move(opts), std::move(control), std::move(trigger), backend->own_domain());
     return agent.run();
 }
 

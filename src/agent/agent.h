@@ -4,6 +4,9 @@
 
 namespace qrexec::agent {
 
+// Where the agent listens for qrexec-client-vm (its -a/--agent-socket default).
+inline constexpr const char* kDefaultAgentSocket = "/var/run/qubes/qrexec-agent";
+
 int agent_main(int argc, char** argv);
 
 } // namespace qrexec::agent

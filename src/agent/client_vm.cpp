@@ -1,10 +1,12 @@
 #include "agent/client_vm.h"
 
+#include "agent/agent.h"
+
 #include "io/fd.h"
 #include "io/log.h"
 #include "io/process.h"
-#include "io/unix_address.h"
 #include "io/trace.h"
+#include "io/unix_address.h"
 #include "protocol/messages.h"
 #include "stream/engine.h"
 #include "transport/vchan.h"
@@ -29,11 +31,10 @@ namespace {
 
 using namespace qrexec::protocol;
 
-constexpr const char* kDefaultAgentSocket = "/var/run/qubes/qrexec-agent";
 constexpr int kDefaultBufferSize = 65536;
 constexpr int kVchanConnectTimeoutMs = 120'000;
 
-struct Options {
+struct ClientVmOptions {
     std::string agent_socket = kDefaultAgentSocket;
     std::optional<std::string> prefix_data;
     std::optional<std::string> source_qube;
@@ -50,7 +51,7 @@ void print_usage(FILE* out, const char* argv0) {
     std::fprintf(out,
                  "usage: %s [options] target_vmname program_ident [local_program "
                  "[local program arguments]]\n"
-                 "Options:\n"
+                 "ClientVmOptions:\n"
                  "  --buffer-size=BUFFER_SIZE - minimum vchan buffer size (default: 64k)\n"
                  "  -t, --filter-escape-chars-stdout - filter non-ASCII and control characters "
                  "on stdout (default if stdout is a terminal)\n"
@@ -76,7 +77,7 @@ enum LongOnly {
 };
 
 // Returns the exit code on a usage problem, nullopt when options are fine.
-std::optional<int> parse_options(int argc, char** argv, Options& opts) {
+std::optional<int> parse_client_vm_options(int argc, char** argv, ClientVmOptions& opts) {
     static const option long_options[] = {
         {"buffer-size", required_argument, nullptr, kBufferSize},
         {"filter-escape-chars-stdout", no_argument, nullptr, 't'},
@@ -203,7 +204,7 @@ io::Fd connect_agent(const std::string& path) {
     return fd;
 }
 
-std::vector<std::byte> build_request(const Options& opts) {
+std::vector<std::byte> build_request(const ClientVmOptions& opts) {
     TriggerRequest request;
     request.type = MSG_TRIGGER_SERVICE4;
     request.source_domain = opts.source_qube.value_or("");
@@ -246,7 +247,7 @@ LocalProgram start_local_program(const std::vector<std::string>& argv_text) {
 }
 
 // One call; `trace` is this process' trace token (empty: not tracing).
-int run_call(const Options& opts, const std::string& trace) {
+int run_call(const ClientVmOptions& opts, const std::string& trace) {
     io::Fd agent = connect_agent(opts.agent_socket);
     if (!agent) return 1;
     // Traced before the write: the agent may log its receipt before write() returns.
@@ -331,8 +332,8 @@ int run_call(const Options& opts, const std::string& trace) {
 int client_vm_main(int argc, char** argv) {
     io::require_standard_fds("qrexec-client-vm");
     signal(SIGPIPE, SIG_IGN);
-    Options opts;
-    if (auto code = parse_options(argc, argv, opts)) return *code;
+    ClientVmOptions opts;
+    if (auto code = parse_client_vm_options(argc, argv, opts)) return *code;
     if (!io::trace_on()) return run_call(opts, {});
     std::string token = fmt::format("cvm:{}", getpid());
     io::trace_line("start", "+" + token);

@@ -22,7 +22,7 @@ constexpr std::chrono::milliseconds kConnectRetryDelay{10};
 // A full listen backlog (EAGAIN) is retried for about 5 s; the owner's own
 // deadline usually fires first.
 constexpr int kMaxConnectTries = 500;
-constexpr size_t kReadChunk = 16384;
+constexpr size_t kAsyncReadChunk = 16384;
 } // namespace
 
 // ---- connect_unix -----------------------------------------------------------
@@ -97,7 +97,7 @@ void UnixExchange::on_events(uint32_t events) {
         }
     }
     if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
-    char buffer[kReadChunk];
+    char buffer[kAsyncReadChunk];
     ssize_t n = ::read(fd_.get(), buffer, sizeof buffer);
     if (n < 0) {
         if (errno == EAGAIN || errno == EINTR) return;
@@ -266,7 +266,7 @@ ProgramRun::~ProgramRun() {
 }
 
 void ProgramRun::on_output() {
-    char buffer[kReadChunk];
+    char buffer[kAsyncReadChunk];
     ssize_t n = ::read(out_.get(), buffer, sizeof buffer);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (n > 0) {

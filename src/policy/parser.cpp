@@ -73,7 +73,7 @@ bool lower_name_char(char c) {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
 }
 
-std::string quoted(std::string_view s) {
+std::string quote_for_message(std::string_view s) {
     // Python's repr() of a plain string, which upstream's messages use.
     std::string q = s.find('\'') != std::string_view::npos && s.find('"') == std::string_view::npos
                         ? "\""
@@ -209,19 +209,20 @@ Token parse_token_or_throw(const Location& where, std::string_view text, Column 
 bool parse_bool(const Location& where, const std::string& key, const std::string& value) {
     if (value == "yes") return true;
     if (value == "no") return false;
-    throw PolicySyntaxError(
-        where, fmt::format("{} is {}, but can be only 'yes' or 'no'", quoted(key), quoted(value)));
+    throw PolicySyntaxError(where, fmt::format("{} is {}, but can be only 'yes' or 'no'",
+                                               quote_for_message(key), quote_for_message(value)));
 }
 
 void validate_service_argument(const Location& where, const std::string& service,
                                const std::string& argument) {
     if (service != "*" && (service.empty() || !all_chars(service, service_char)))
-        throw PolicySyntaxError(where, fmt::format("invalid service name: {}", quoted(service)));
+        throw PolicySyntaxError(
+            where, fmt::format("invalid service name: {}", quote_for_message(service)));
     if (argument != "*" &&
         (argument.empty() || argument[0] != '+' || !all_chars(argument, argument_char)))
-        throw PolicySyntaxError(
-            where,
-            fmt::format("invalid argument: {} (must be * or start with +)", quoted(argument)));
+        throw PolicySyntaxError(where,
+                                fmt::format("invalid argument: {} (must be * or start with +)",
+                                            quote_for_message(argument)));
     if (service == "*" && argument != "*")
         throw PolicySyntaxError(where, "only * argument allowed for * service");
 }
@@ -244,17 +245,19 @@ Rule make_rule(const Location& where, const std::string& service, const std::str
     else if (action == "ask")
         rule.action = ActionKind::Ask;
     else
-        throw PolicySyntaxError(where, fmt::format("invalid action: {}", quoted(action)));
+        throw PolicySyntaxError(where,
+                                fmt::format("invalid action: {}", quote_for_message(action)));
 
     std::map<std::string, std::string> params;
     for (size_t i = first + 3; i < fields.size(); ++i) {
         auto eq = fields[i].find('=');
         if (eq == std::string::npos)
-            throw PolicySyntaxError(
-                where, fmt::format("invalid action parameter syntax: {}", quoted(fields[i])));
+            throw PolicySyntaxError(where, fmt::format("invalid action parameter syntax: {}",
+                                                       quote_for_message(fields[i])));
         std::string key = fields[i].substr(0, eq);
         if (params.count(key))
-            throw PolicySyntaxError(where, fmt::format("parameter given twice: {}", quoted(key)));
+            throw PolicySyntaxError(
+                where, fmt::format("parameter given twice: {}", quote_for_message(key)));
         params[key] = fields[i].substr(eq + 1);
     }
     for (const char* key : {"notify", "autostart"})
@@ -274,8 +277,8 @@ Rule make_rule(const Location& where, const std::string& service, const std::str
     }
     for (const auto& [key, value] : params)
         if (std::find(accepted.begin(), accepted.end(), key) == accepted.end())
-            throw PolicySyntaxError(
-                where, fmt::format("invalid parameter {} for action {}", quoted(key), action));
+            throw PolicySyntaxError(where, fmt::format("invalid parameter {} for action {}",
+                                                       quote_for_message(key), action));
     for (const auto& [key, value] : params) {
         if (key == "notify")
             rule.notify = value == "yes";
@@ -362,7 +365,8 @@ void FileParser::directive(const Location& where, const std::vector<std::string>
         if (depth > 0) throw PolicySyntaxError(where, "!compat-4.0 is not recursive");
         compat40(where, depth + 1);
     } else {
-        throw PolicySyntaxError(where, fmt::format("invalid directive: {}", quoted(name)));
+        throw PolicySyntaxError(where,
+                                fmt::format("invalid directive: {}", quote_for_message(name)));
     }
 }
 
@@ -458,7 +462,7 @@ void FileParser::parse_legacy(std::string_view text, const std::string& path,
                 if (fields[0] != "!include")
                     throw PolicySyntaxError(where, fmt::format("invalid directive {} in legacy "
                                                                "policy file",
-                                                               quoted(fields[0])));
+                                                               quote_for_message(fields[0])));
                 if (fields.size() != 2)
                     throw PolicySyntaxError(where, "invalid number of params to !include");
                 std::string target = resolve(include_base, fields[1]);
@@ -577,7 +581,8 @@ std::optional<Token> parse_token(std::string_view text, Column column, std::stri
             if (!text.starts_with(prefix)) continue;
             std::string_view value = text.substr(prefix.size());
             if (value.empty())
-                return fail(fmt::format("invalid empty {} token: {}", prefix, quoted(text)));
+                return fail(
+                    fmt::format("invalid empty {} token: {}", prefix, quote_for_message(text)));
             if (value[0] == '@') continue; // not a valid sub-keyword here
             token.kind = kind;
             token.value = std::string(value);
@@ -585,11 +590,12 @@ std::optional<Token> parse_token(std::string_view text, Column column, std::stri
             break;
         }
         if (!found)
-            return fail(fmt::format("invalid {} token: {}", column_name(column), quoted(text)));
+            return fail(
+                fmt::format("invalid {} token: {}", column_name(column), quote_for_message(text)));
     }
     if (!allowed_in(token.kind, column))
         return fail(fmt::format("invalid {} token: {} is not allowed in this column",
-                                column_name(column), quoted(text)));
+                                column_name(column), quote_for_message(text)));
     return token;
 }
 

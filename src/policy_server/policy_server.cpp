@@ -20,7 +20,7 @@ namespace qrexec::policy {
 namespace {
 // Simultaneous clients beyond this are refused (closed at once) to bound memory/fds.
 constexpr size_t kMaxClients = 1000;
-constexpr size_t kReadChunk = 4096;
+constexpr size_t kPolicyReadChunk = 4096;
 } // namespace
 
 struct PolicyDaemon::Client {
@@ -66,6 +66,16 @@ io::Fd PolicyDaemon::listen_on(const std::string& path) {
 }
 
 void PolicyDaemon::start() {
+    // Load and watch the policy before any socket accepts: a client that can connect
+    // must never change a policy file in the window before the watches exist.
+    CacheConfig cache_config;
+    cache_config.paths = config_.paths;
+    cache_config.system_info_file = config_.system_info_file;
+    cache_config.qubesd_socket = config_.qubesd_socket;
+    cache_config.watch = true;
+    cache_ = std::make_unique<PolicyCache>(std::move(cache_config));
+    if (cache_->watch_fd() >= 0)
+        loop_.watch(cache_->watch_fd(), EPOLLIN, [this](uint32_t) { cache_->on_watch_readable(); });
     policy_sock_ = listen_on(config_.socket_path);
     int fd = policy_sock_.get();
     loop_.watch(fd, EPOLLIN, [this, fd](uint32_t) { accept_clients(fd, Kind::PolicySocket); });
@@ -88,14 +98,6 @@ void PolicyDaemon::start() {
         Kind kind = e.kind;
         loop_.watch(sfd, EPOLLIN, [this, sfd, kind](uint32_t) { accept_clients(sfd, kind); });
     }
-    CacheConfig cache_config;
-    cache_config.paths = config_.paths;
-    cache_config.system_info_file = config_.system_info_file;
-    cache_config.qubesd_socket = config_.qubesd_socket;
-    cache_config.watch = true;
-    cache_ = std::make_unique<PolicyCache>(std::move(cache_config));
-    if (cache_->watch_fd() >= 0)
-        loop_.watch(cache_->watch_fd(), EPOLLIN, [this](uint32_t) { cache_->on_watch_readable(); });
 }
 
 void PolicyDaemon::accept_clients(int listen_fd, Kind kind) {
@@ -142,7 +144,7 @@ void PolicyDaemon::on_client_readable(int fd, uint32_t events) {
             drop(fd);
             return;
         }
-        char dummy[kReadChunk];
+        char dummy[kPolicyReadChunk];
         ssize_t n = ::recv(fd, dummy, sizeof dummy, 0);
         if (n == 0)
             loop_.modify(fd, 0);
@@ -150,7 +152,7 @@ void PolicyDaemon::on_client_readable(int fd, uint32_t events) {
             drop(fd);
         return;
     }
-    char buf[kReadChunk];
+    char buf[kPolicyReadChunk];
     for (;;) {
         ssize_t n = ::recv(fd, buf, sizeof buf, 0);
         if (n < 0 && errno == EINTR) continue;

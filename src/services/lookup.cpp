@@ -1,5 +1,7 @@
 #include "services/lookup.h"
 
+#include "services/tcp.h"
+
 #include <unistd.h>
 
 #include <cerrno>
@@ -8,8 +10,6 @@
 
 namespace qrexec::services {
 namespace {
-
-constexpr std::string_view kDevTcp = "/dev/tcp";
 
 FindResult error_result(int err) {
     FindResult result;

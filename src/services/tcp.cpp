@@ -12,9 +12,7 @@
 namespace qrexec::services {
 namespace {
 
-constexpr std::string_view kDevTcp = "/dev/tcp";
-
-std::optional<TcpTarget> fail(std::string* error, std::string message) {
+std::optional<TcpTarget> tcp_fail(std::string* error, std::string message) {
     if (error) *error = std::move(message);
     return std::nullopt;
 }
@@ -33,9 +31,9 @@ std::optional<uint16_t> parse_port(std::string_view text) {
 
 std::optional<TcpTarget> make_target(std::string host, std::string_view port_text,
                                      std::string* error) {
-    if (host.empty()) return fail(error, "TCP service: empty host");
+    if (host.empty()) return tcp_fail(error, "TCP service: empty host");
     auto port = parse_port(port_text);
-    if (!port) return fail(error, "TCP service: invalid port '" + std::string(port_text) + "'");
+    if (!port) return tcp_fail(error, "TCP service: invalid port '" + std::string(port_text) + "'");
     return TcpTarget{std::move(host), *port};
 }
 
@@ -49,24 +47,24 @@ std::optional<TcpTarget> parse_tcp_target(std::string_view symlink_target,
         // Everything comes from the argument: HOST+PORT, split at the last '+'.
         auto plus = arg.rfind('+');
         if (arg.empty() || plus == std::string_view::npos)
-            return fail(error, "TCP service: argument must be HOST+PORT");
+            return tcp_fail(error, "TCP service: argument must be HOST+PORT");
         std::string host(arg.substr(0, plus));
-        if (host.find('_') != std::string::npos) return fail(error, "TCP service: '_' in host");
+        if (host.find('_') != std::string::npos) return tcp_fail(error, "TCP service: '_' in host");
         for (char& c : host)
             if (c == '+') c = ':'; // IPv6 colons cannot appear in a service argument
         return make_target(std::move(host), arg.substr(plus + 1), error);
     }
     if (!symlink_target.starts_with("/dev/tcp/"))
-        return fail(error, "TCP service: bad symlink target");
+        return tcp_fail(error, "TCP service: bad symlink target");
     std::string_view rest = symlink_target.substr(kDevTcp.size() + 1);
-    if (rest.empty()) return fail(error, "TCP service: symlink target /dev/tcp/ has no host");
+    if (rest.empty()) return tcp_fail(error, "TCP service: symlink target /dev/tcp/ has no host");
     auto slash = rest.find('/');
     if (slash == std::string_view::npos) {
-        if (arg.empty()) return fail(error, "TCP service: the argument must be the port");
+        if (arg.empty()) return tcp_fail(error, "TCP service: the argument must be the port");
         return make_target(std::string(rest), arg, error);
     }
     if (!arg.empty())
-        return fail(error, "TCP service: no argument allowed with /dev/tcp/HOST/PORT");
+        return tcp_fail(error, "TCP service: no argument allowed with /dev/tcp/HOST/PORT");
     return make_target(std::string(rest.substr(0, slash)), rest.substr(slash + 1), error);
 }
 

@@ -9,6 +9,9 @@
 
 namespace qrexec::services {
 
+// The symlink target that marks a TCP service.
+inline constexpr std::string_view kDevTcp = "/dev/tcp";
+
 struct TcpTarget {
     std::string host; // numeric IPv4/IPv6 address
     uint16_t port = 0;

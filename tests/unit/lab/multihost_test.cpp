@@ -67,10 +67,9 @@ TEST(MultiHost, StateRoundTripsAndFindsTheHostOfADomain) {
     EXPECT_FALSE(air_state_from_json("[]"));
 }
 
-// The repository's examples/air: unit_lab lives in a build dir at the top of it.
+// The repository's examples/air.
 std::string example_air() {
-    std::filesystem::path exe = self_executable();
-    return (exe.parent_path().parent_path() / "examples/air/lab.toml").string();
+    return std::string(QREXEC_SOURCE_DIR) + "/examples/air/lab.toml";
 }
 
 TEST(MultiHost, LoadsTheExampleAndExportsAllButTheRelays) {

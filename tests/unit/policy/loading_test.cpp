@@ -11,7 +11,7 @@
 #include <fstream>
 
 using namespace qrexec::policy;
-using namespace qrexec::policy::testing;
+using namespace qrexec::policy::fixtures;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 

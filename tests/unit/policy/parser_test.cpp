@@ -3,7 +3,7 @@
 #include <gmock/gmock.h>
 
 using namespace qrexec::policy;
-using namespace qrexec::policy::testing;
+using namespace qrexec::policy::fixtures;
 using ::testing::HasSubstr;
 
 namespace {

@@ -7,7 +7,7 @@
 
 #include <string>
 
-namespace qrexec::policy::testing {
+namespace qrexec::policy::fixtures {
 
 inline constexpr const char* kRunDir = "/run/qubes/policy.d";
 inline constexpr const char* kEtcDir = "/etc/qubes/policy.d";
@@ -80,4 +80,4 @@ inline std::string lines(std::initializer_list<std::string> items) {
     return out;
 }
 
-} // namespace qrexec::policy::testing
+} // namespace qrexec::policy::fixtures

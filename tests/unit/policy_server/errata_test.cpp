@@ -10,7 +10,7 @@
 #include <array>
 
 using namespace qrexec::policy;
-using namespace qrexec::policy::testing;
+using namespace qrexec::policy::fixtures;
 
 namespace {
 

@@ -1,11 +1,11 @@
-#include "policy_server/request.h"
-#include "policy/tools.h"
 #include "../policy/policy_fixture.h"
+#include "policy/tools.h"
+#include "policy_server/request.h"
 
 #include <gmock/gmock.h>
 
 using namespace qrexec::policy;
-using namespace qrexec::policy::testing;
+using namespace qrexec::policy::fixtures;
 using ::testing::HasSubstr;
 
 namespace {

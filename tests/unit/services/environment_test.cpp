@@ -1,13 +1,13 @@
 #include "services/environment.h"
 
+#include "test_util.h"
+
 #include <gtest/gtest.h>
 
 using namespace qrexec::services;
+using namespace qrexec::services::fixtures;
 
 namespace {
-ParsedCommand cmd(const std::string& text) {
-    return *parse_command(text, false);
-}
 std::optional<std::string> get(const EnvList& env, std::string_view name) {
     auto e = find_env(env, name);
     if (!e) return std::nullopt;
@@ -23,7 +23,7 @@ TEST(Environment, StripsQrexecVariables) {
                  "QREXEC_AGENT_PID=42",
                  "QREXECFOO=1",
                  "XQREXEC=keep"};
-    auto env = build_service_environment(base, cmd("QUBESRPC svc src"));
+    auto env = build_service_environment(base, parsed_command("QUBESRPC svc src", false));
     EXPECT_EQ(get(env, "PATH"), "/bin");
     EXPECT_EQ(get(env, "QREXEC_SERVICE_PATH"), "/srv");
     EXPECT_EQ(get(env, "QREXEC_AGENT_PID"), "42");
@@ -34,7 +34,7 @@ TEST(Environment, StripsQrexecVariables) {
 }
 
 TEST(Environment, TwoTokenService) {
-    auto env = build_service_environment({}, cmd("QUBESRPC qubes.Foo+bar work"));
+    auto env = build_service_environment({}, parsed_command("QUBESRPC qubes.Foo+bar work", false));
     EXPECT_EQ(get(env, "QREXEC_SERVICE_FULL_NAME"), "qubes.Foo+bar");
     EXPECT_EQ(get(env, "QREXEC_REMOTE_DOMAIN"), "work");
     EXPECT_EQ(get(env, "QREXEC_SERVICE_ARGUMENT"), "bar");
@@ -44,34 +44,36 @@ TEST(Environment, TwoTokenService) {
 }
 
 TEST(Environment, ArgumentOnlyWithPlus) {
-    auto none = build_service_environment({}, cmd("QUBESRPC qubes.Foo work"));
+    auto none = build_service_environment({}, parsed_command("QUBESRPC qubes.Foo work", false));
     EXPECT_EQ(get(none, "QREXEC_SERVICE_FULL_NAME"), "qubes.Foo");
     EXPECT_FALSE(get(none, "QREXEC_SERVICE_ARGUMENT"));
-    auto empty = build_service_environment({}, cmd("QUBESRPC qubes.Foo+ work"));
+    auto empty = build_service_environment({}, parsed_command("QUBESRPC qubes.Foo+ work", false));
     EXPECT_EQ(get(empty, "QREXEC_SERVICE_ARGUMENT"), "");
 }
 
 TEST(Environment, FourTokenTargets) {
-    auto kw = build_service_environment({}, cmd("QUBESRPC svc+arg src keyword adminvm"));
+    auto kw = build_service_environment(
+        {}, parsed_command("QUBESRPC svc+arg src keyword adminvm", false));
     EXPECT_EQ(get(kw, "QREXEC_REQUESTED_TARGET_TYPE"), "keyword");
     EXPECT_EQ(get(kw, "QREXEC_REQUESTED_TARGET_KEYWORD"), "adminvm");
     EXPECT_FALSE(get(kw, "QREXEC_REQUESTED_TARGET"));
-    auto name = build_service_environment({}, cmd("QUBESRPC svc+arg src name dom0"));
+    auto name =
+        build_service_environment({}, parsed_command("QUBESRPC svc+arg src name dom0", false));
     EXPECT_EQ(get(name, "QREXEC_REQUESTED_TARGET_TYPE"), "name");
     EXPECT_EQ(get(name, "QREXEC_REQUESTED_TARGET"), "dom0");
     EXPECT_FALSE(get(name, "QREXEC_REQUESTED_TARGET_KEYWORD"));
-    auto other = build_service_environment({}, cmd("QUBESRPC svc src uuid x"));
+    auto other = build_service_environment({}, parsed_command("QUBESRPC svc src uuid x", false));
     EXPECT_EQ(get(other, "QREXEC_REQUESTED_TARGET_TYPE"), "uuid");
     EXPECT_FALSE(get(other, "QREXEC_REQUESTED_TARGET"));
     EXPECT_FALSE(get(other, "QREXEC_REQUESTED_TARGET_KEYWORD"));
 }
 
 TEST(Environment, Argv) {
-    EXPECT_EQ(build_service_argv("/p/svc", cmd("QUBESRPC svc+arg src")),
+    EXPECT_EQ(build_service_argv("/p/svc", parsed_command("QUBESRPC svc+arg src", false)),
               (std::vector<std::string>{"/p/svc", "arg"}));
-    EXPECT_EQ(build_service_argv("/p/svc", cmd("QUBESRPC svc+ src")),
+    EXPECT_EQ(build_service_argv("/p/svc", parsed_command("QUBESRPC svc+ src", false)),
               (std::vector<std::string>{"/p/svc"}));
-    EXPECT_EQ(build_service_argv("/p/svc", cmd("QUBESRPC svc src")),
+    EXPECT_EQ(build_service_argv("/p/svc", parsed_command("QUBESRPC svc src", false)),
               (std::vector<std::string>{"/p/svc"}));
 }
 

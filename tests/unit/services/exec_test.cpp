@@ -9,7 +9,8 @@
 #include <gtest/gtest.h>
 
 using namespace qrexec::services;
-using qrexec::services::testing::TempDir;
+using namespace qrexec::services::fixtures;
+using qrexec::services::fixtures::TempDir;
 namespace io = qrexec::io;
 
 namespace {
@@ -53,10 +54,6 @@ const char* kDumpScript = "#!/bin/sh\n"
                           "env | grep '^QREXEC' | sort\n"
                           "exit 7\n";
 
-ParsedCommand cmd(const std::string& text) {
-    return *parse_command(text, false);
-}
-
 } // namespace
 
 TEST(Exec, DirectServiceEnvironmentAndArgv) {
@@ -64,7 +61,8 @@ TEST(Exec, DirectServiceEnvironmentAndArgv) {
     auto path = t.write("svc", kDumpScript, 0755);
     setenv("QREXEC_SERVICE_ARGUMENT", "stale", 1);
     auto r = run_child([&] {
-        exec_service(path, cmd("QUBESRPC svc+arg src keyword adminvm"), ExecStyle::Direct);
+        exec_service(path, parsed_command("QUBESRPC svc+arg src keyword adminvm", false),
+                     ExecStyle::Direct);
     });
     unsetenv("QREXEC_SERVICE_ARGUMENT");
     EXPECT_EQ(r.status, 7);
@@ -82,8 +80,10 @@ TEST(Exec, LoginShellVariantMatchesDirect) {
     for (const char* text :
          {"QUBESRPC svc+arg src keyword adminvm", "QUBESRPC svc+arg src name dom0",
           "QUBESRPC svc src", "QUBESRPC svc+ src", "QUBESRPC svc+a src other x"}) {
-        auto direct = run_child([&] { exec_service(path, cmd(text), ExecStyle::Direct); });
-        auto login = run_child([&] { exec_service(path, cmd(text), ExecStyle::LoginShell); });
+        auto direct =
+            run_child([&] { exec_service(path, parsed_command(text, false), ExecStyle::Direct); });
+        auto login = run_child(
+            [&] { exec_service(path, parsed_command(text, false), ExecStyle::LoginShell); });
         EXPECT_EQ(direct.status, 7) << text;
         EXPECT_EQ(login.status, 7) << text;
         if (std::string(text).ends_with("other x")) {
@@ -99,7 +99,8 @@ TEST(Exec, LoginShellVariantMatchesDirect) {
 TEST(Exec, NoArgumentMeansNoArgv1) {
     TempDir t;
     auto path = t.write("svc", kDumpScript, 0755);
-    auto r = run_child([&] { exec_service(path, cmd("QUBESRPC svc+ src"), ExecStyle::Direct); });
+    auto r = run_child(
+        [&] { exec_service(path, parsed_command("QUBESRPC svc+ src", false), ExecStyle::Direct); });
     EXPECT_EQ(r.out.substr(0, 7), "argc=0\n");
     EXPECT_NE(r.out.find("QREXEC_SERVICE_ARGUMENT=\n"), std::string::npos);
     EXPECT_NE(r.out.find("QREXEC_REQUESTED_TARGET_TYPE=\n"), std::string::npos);
@@ -109,7 +110,8 @@ TEST(Exec, WrongTokenCountIs125) {
     TempDir t;
     auto path = t.write("svc", kDumpScript, 0755);
     for (auto style : {ExecStyle::Direct, ExecStyle::LoginShell}) {
-        auto r = run_child([&] { exec_service(path, cmd("QUBESRPC svc src a"), style); });
+        auto r = run_child(
+            [&] { exec_service(path, parsed_command("QUBESRPC svc src a", false), style); });
         EXPECT_EQ(r.status, 125);
         EXPECT_EQ(r.out, "");
         EXPECT_NE(r.err.find("tokens"), std::string::npos);
@@ -117,7 +119,8 @@ TEST(Exec, WrongTokenCountIs125) {
 }
 
 TEST(Exec, RelativePathIs125) {
-    auto r = run_child([&] { exec_service("svc", cmd("QUBESRPC svc src"), ExecStyle::Direct); });
+    auto r = run_child(
+        [&] { exec_service("svc", parsed_command("QUBESRPC svc src", false), ExecStyle::Direct); });
     EXPECT_EQ(r.status, 125);
 }
 
@@ -125,7 +128,8 @@ TEST(Exec, BadInterpreterIs127NotExecutableIs125) {
     TempDir t;
     auto bad = t.write("bad", "#!/nonexistent/interpreter\n", 0755);
     for (auto style : {ExecStyle::Direct, ExecStyle::LoginShell}) {
-        auto r = run_child([&] { exec_service(bad, cmd("QUBESRPC bad src"), style); });
+        auto r =
+            run_child([&] { exec_service(bad, parsed_command("QUBESRPC bad src", false), style); });
         EXPECT_EQ(r.status, 127);
     }
     auto garbage = t.write("garbage",
@@ -133,10 +137,12 @@ TEST(Exec, BadInterpreterIs127NotExecutableIs125) {
                                        "ELFxxxxxxxxxxxxxxxxxxxxxxxxxxx",
                                        30),
                            0755);
-    auto r = run_child([&] { exec_service(garbage, cmd("QUBESRPC g src"), ExecStyle::Direct); });
+    auto r = run_child(
+        [&] { exec_service(garbage, parsed_command("QUBESRPC g src", false), ExecStyle::Direct); });
     EXPECT_EQ(r.status, 125);
-    auto missing = run_child(
-        [&] { exec_service(t.sub("missing"), cmd("QUBESRPC g src"), ExecStyle::Direct); });
+    auto missing = run_child([&] {
+        exec_service(t.sub("missing"), parsed_command("QUBESRPC g src", false), ExecStyle::Direct);
+    });
     EXPECT_EQ(missing.status, 127);
 }
 
@@ -178,7 +184,7 @@ TEST(Exec, CallAsUserShellCommandSameUser) {
 }
 
 TEST(Exec, LoginShellArgv) {
-    auto argv = login_shell_argv("/p/svc", cmd("QUBESRPC svc+a src name dom0"));
+    auto argv = login_shell_argv("/p/svc", parsed_command("QUBESRPC svc+a src name dom0", false));
     ASSERT_EQ(argv.size(), 9u);
     EXPECT_EQ(argv[0], "/bin/sh");
     EXPECT_EQ(argv[1], "-lc");

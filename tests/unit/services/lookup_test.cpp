@@ -9,14 +9,11 @@
 #include <gtest/gtest.h>
 
 using namespace qrexec::services;
-using qrexec::services::testing::TempDir;
+using namespace qrexec::services::fixtures;
+using qrexec::services::fixtures::TempDir;
 namespace services = qrexec::services;
 
-namespace {
-ParsedCommand service(const std::string& text) {
-    return *parse_command("u:QUBESRPC " + text + " src", true);
-}
-} // namespace
+namespace {} // namespace
 
 TEST(Lookup, SplitPathList) {
     EXPECT_EQ(split_path_list("/a:/b"), (std::vector<std::string>{"/a", "/b"}));
@@ -51,7 +48,8 @@ TEST(Lookup, FindsFirstDirectory) {
 
 TEST(Lookup, MissingDirectoryIsAbsent) {
     TempDir t;
-    EXPECT_EQ(services::find({t.sub("nope")}, "svc", LookupMode::Service).status, LookupStatus::NotFound);
+    EXPECT_EQ(services::find({t.sub("nope")}, "svc", LookupMode::Service).status,
+              LookupStatus::NotFound);
 }
 
 TEST(Lookup, NotADirectoryIsError) {
@@ -116,15 +114,18 @@ TEST(Lookup, NameMaxIsAbsentWithoutTouchingFs) {
     TempDir t;
     t.write("file", "x");
     std::string name(256, 'a');
-    EXPECT_EQ(services::find({t.sub("file")}, name, LookupMode::Service).status, LookupStatus::NotFound);
+    EXPECT_EQ(services::find({t.sub("file")}, name, LookupMode::Service).status,
+              LookupStatus::NotFound);
     std::string name255(255, 'a');
-    EXPECT_EQ(services::find({t.sub("file")}, name255, LookupMode::Service).status, LookupStatus::Error);
+    EXPECT_EQ(services::find({t.sub("file")}, name255, LookupMode::Service).status,
+              LookupStatus::Error);
 }
 
 TEST(Lookup, PathBufferLimit) {
     // dir + "/" + "svc" + NUL = 1024; short components so lstat itself says ENOENT.
     std::string dir = "/nonexistent-qrexec";
-    while (dir.size() < 1024 - 5) dir += "/x";
+    while (dir.size() < 1024 - 5)
+        dir += "/x";
     dir.resize(1024 - 5);
     if (dir.back() == '/') dir.back() = 'y';
     EXPECT_EQ(services::find({dir}, "svc", LookupMode::Service).status, LookupStatus::NotFound);
@@ -136,10 +137,10 @@ TEST(Lookup, ServiceSpecificBeforeGeneralAcrossDirs) {
     auto a = t.mkdir("a"), b = t.mkdir("b");
     t.write("a/svc", "", 0755);
     t.write("b/svc+arg", "", 0755);
-    auto r = find_service({a, b}, service("svc+arg"));
+    auto r = find_service({a, b}, service_call("svc+arg"));
     ASSERT_EQ(r.status, LookupStatus::Found);
     EXPECT_EQ(r.path, b + "/svc+arg");
-    auto general = find_service({a, b}, service("svc+other"));
+    auto general = find_service({a, b}, service_call("svc+other"));
     EXPECT_EQ(general.path, a + "/svc");
 }
 
@@ -148,7 +149,7 @@ TEST(Lookup, NoPlusLooksUpSvcPlusFirst) {
     auto a = t.mkdir("a");
     t.write("a/svc", "", 0755);
     t.write("a/svc+", "", 0755);
-    EXPECT_EQ(find_service({a}, service("svc")).path, a + "/svc+");
+    EXPECT_EQ(find_service({a}, service_call("svc")).path, a + "/svc+");
 }
 
 TEST(Lookup, ErrorOnSpecificDoesNotFallBack) {
@@ -156,14 +157,14 @@ TEST(Lookup, ErrorOnSpecificDoesNotFallBack) {
     auto a = t.mkdir("a");
     t.write("a/svc", "", 0755);
     t.symlink("svc+arg", "a/svc+arg"); // loop -> ELOOP
-    EXPECT_EQ(find_service({a}, service("svc+arg")).status, LookupStatus::Error);
+    EXPECT_EQ(find_service({a}, service_call("svc+arg")).status, LookupStatus::Error);
 }
 
 TEST(Lookup, LongArgumentFallsBackToGeneral) {
     TempDir t;
     auto a = t.mkdir("a");
     t.write("a/svc", "", 0755);
-    auto r = find_service({a}, service("svc+" + std::string(300, 'x')));
+    auto r = find_service({a}, service_call("svc+" + std::string(300, 'x')));
     EXPECT_EQ(r.status, LookupStatus::Found);
     EXPECT_EQ(r.path, a + "/svc");
 }
@@ -180,9 +181,9 @@ TEST(Lookup, Classification) {
     std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock.c_str());
     ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
     close(fd);
-    EXPECT_EQ(find_service({a}, service("sock")).kind, ServiceKind::Socket);
-    EXPECT_EQ(find_service({a}, service("dir")).kind, ServiceKind::Other);
+    EXPECT_EQ(find_service({a}, service_call("sock")).kind, ServiceKind::Socket);
+    EXPECT_EQ(find_service({a}, service_call("dir")).kind, ServiceKind::Other);
     // No x bit at all: not executable even for root.
-    EXPECT_EQ(find_service({a}, service("plain")).kind, ServiceKind::Other);
-    EXPECT_EQ(find_service({a}, service("missing")).status, LookupStatus::NotFound);
+    EXPECT_EQ(find_service({a}, service_call("plain")).kind, ServiceKind::Other);
+    EXPECT_EQ(find_service({a}, service_call("missing")).status, LookupStatus::NotFound);
 }

@@ -10,13 +10,10 @@
 #include <gtest/gtest.h>
 
 using namespace qrexec::services;
-using qrexec::services::testing::TempDir;
+using namespace qrexec::services::fixtures;
+using qrexec::services::fixtures::TempDir;
 
 namespace {
-
-ParsedCommand cmd(const std::string& text) {
-    return *parse_command(text, true);
-}
 
 // A listening UNIX socket at path; returns the listening fd.
 int listen_unix(const std::string& path) {
@@ -66,14 +63,16 @@ size_t count_tmp_qrexec_dirs() {
 
 TEST(Prepare, ShellCommand) {
     TempDir t;
-    auto r = prepare_call(cmd("u:echo hi"), SearchPaths{{t.path()}, {t.path()}}, true);
+    auto r =
+        prepare_call(parsed_command("u:echo hi", true), SearchPaths{{t.path()}, {t.path()}}, true);
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r.call->kind, CallKind::ShellCommand);
 }
 
 TEST(Prepare, NotFoundIs127) {
     TempDir t;
-    auto r = prepare_call(cmd("u:QUBESRPC svc+a src"), SearchPaths{{t.path()}, {t.path()}}, true);
+    auto r = prepare_call(parsed_command("u:QUBESRPC svc+a src", true),
+                          SearchPaths{{t.path()}, {t.path()}}, true);
     EXPECT_EQ(r.failure, 127);
     EXPECT_FALSE(r.call);
 }
@@ -81,21 +80,24 @@ TEST(Prepare, NotFoundIs127) {
 TEST(Prepare, LookupErrorIs125) {
     TempDir t;
     t.write("file", "");
-    auto r = prepare_call(cmd("u:QUBESRPC svc src"), SearchPaths{{t.sub("file")}, {}}, true);
+    auto r = prepare_call(parsed_command("u:QUBESRPC svc src", true),
+                          SearchPaths{{t.sub("file")}, {}}, true);
     EXPECT_EQ(r.failure, 125);
 }
 
 TEST(Prepare, NotExecutableIs125) {
     TempDir t;
     t.write("svc", "data", 0644);
-    auto r = prepare_call(cmd("u:QUBESRPC svc src"), SearchPaths{{t.path()}, {}}, true);
+    auto r =
+        prepare_call(parsed_command("u:QUBESRPC svc src", true), SearchPaths{{t.path()}, {}}, true);
     EXPECT_EQ(r.failure, 125);
 }
 
 TEST(Prepare, Executable) {
     TempDir t;
     auto path = t.write("svc", "#!/bin/sh\n", 0755);
-    auto r = prepare_call(cmd("u:QUBESRPC svc+x src"), SearchPaths{{t.path()}, {}}, true);
+    auto r = prepare_call(parsed_command("u:QUBESRPC svc+x src", true), SearchPaths{{t.path()}, {}},
+                          true);
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r.call->kind, CallKind::Executable);
     EXPECT_EQ(r.call->path, path);
@@ -108,20 +110,21 @@ TEST(Prepare, ConfigErrorIs125AndConfigLoaded) {
     t.write("svc/s", "#!/bin/sh\n", 0755);
     t.write("conf/s", "wait-for-session = 2\n");
     SearchPaths paths{{svc}, {conf}};
-    EXPECT_EQ(prepare_call(cmd("u:QUBESRPC s src"), paths, true).failure, 125);
+    EXPECT_EQ(prepare_call(parsed_command("u:QUBESRPC s src", true), paths, true).failure, 125);
     // load_config=false ignores it (dom0 nogui:)
-    EXPECT_TRUE(prepare_call(cmd("u:QUBESRPC s src"), paths, false).ok());
+    EXPECT_TRUE(prepare_call(parsed_command("u:QUBESRPC s src", true), paths, false).ok());
     t.write("conf/s", "force-user = 'bob'\n");
-    auto r = prepare_call(cmd("u:QUBESRPC s src"), paths, true);
+    auto r = prepare_call(parsed_command("u:QUBESRPC s src", true), paths, true);
     ASSERT_TRUE(r.ok());
-    EXPECT_EQ(effective_user(cmd("u:QUBESRPC s src"), r.call->config), "bob");
-    EXPECT_EQ(effective_user(cmd("u:QUBESRPC s src"), RpcConfig{}), "u");
+    EXPECT_EQ(effective_user(parsed_command("u:QUBESRPC s src", true), r.call->config), "bob");
+    EXPECT_EQ(effective_user(parsed_command("u:QUBESRPC s src", true), RpcConfig{}), "u");
 }
 
 TEST(Prepare, SocketServiceGetsHeader) {
     TempDir t;
     int listener = listen_unix(t.sub("qubes.Svc+"));
-    auto r = prepare_call(cmd("user:QUBESRPC qubes.Svc a"), SearchPaths{{t.path()}, {}}, true);
+    auto r = prepare_call(parsed_command("user:QUBESRPC qubes.Svc a", true),
+                          SearchPaths{{t.path()}, {}}, true);
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r.call->kind, CallKind::Socket);
     EXPECT_TRUE(r.call->socket.valid());
@@ -144,7 +147,8 @@ TEST(Prepare, SkipServiceDescriptor) {
     auto svc = t.mkdir("svc"), conf = t.mkdir("conf");
     int listener = listen_unix(svc + "/s");
     t.write("conf/s", "skip-service-descriptor = true\n");
-    auto r = prepare_call(cmd("u:QUBESRPC s src"), SearchPaths{{svc}, {conf}}, true);
+    auto r =
+        prepare_call(parsed_command("u:QUBESRPC s src", true), SearchPaths{{svc}, {conf}}, true);
     ASSERT_TRUE(r.ok());
     r.call->socket.reset(); // EOF without any header byte
     EXPECT_EQ(read_header(listener), "");
@@ -155,7 +159,8 @@ TEST(Prepare, SocketConnectFailureIs125) {
     TempDir t;
     int listener = listen_unix(t.sub("s"));
     close(listener); // socket file remains, nobody listens
-    auto r = prepare_call(cmd("u:QUBESRPC s src"), SearchPaths{{t.path()}, {}}, true);
+    auto r =
+        prepare_call(parsed_command("u:QUBESRPC s src", true), SearchPaths{{t.path()}, {}}, true);
     EXPECT_EQ(r.failure, 125);
 }
 
@@ -164,7 +169,8 @@ TEST(Prepare, LongSocketPathUsesTempSymlink) {
     std::string deep = t.mkdir(std::string(60, 'd') + "/" + std::string(60, 'e'));
     int listener = listen_unix(deep + "/svc");
     size_t before = count_tmp_qrexec_dirs();
-    auto r = prepare_call(cmd("u:QUBESRPC svc src"), SearchPaths{{deep}, {}}, true);
+    auto r =
+        prepare_call(parsed_command("u:QUBESRPC svc src", true), SearchPaths{{deep}, {}}, true);
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(read_header(listener), std::string("svc src\0", 8));
     EXPECT_EQ(count_tmp_qrexec_dirs(), before); // temp dir removed again
@@ -183,13 +189,15 @@ TEST(Prepare, TcpService) {
     getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
     t.symlink("/dev/tcp/127.0.0.1", "tcp");
     auto port = std::to_string(ntohs(addr.sin_port));
-    auto r =
-        prepare_call(cmd("u:QUBESRPC tcp+" + port + " src"), SearchPaths{{t.path()}, {}}, true);
+    auto r = prepare_call(parsed_command("u:QUBESRPC tcp+" + port + " src", true),
+                          SearchPaths{{t.path()}, {}}, true);
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r.call->kind, CallKind::Tcp);
     EXPECT_EQ(read_header(listener), "tcp+" + port + " src" + std::string(1, '\0'));
     // Bad spec (no argument) -> 125.
-    EXPECT_EQ(prepare_call(cmd("u:QUBESRPC tcp src"), SearchPaths{{t.path()}, {}}, true).failure,
-              125);
+    EXPECT_EQ(
+        prepare_call(parsed_command("u:QUBESRPC tcp src", true), SearchPaths{{t.path()}, {}}, true)
+            .failure,
+        125);
     close(listener);
 }

@@ -5,7 +5,8 @@
 #include <gtest/gtest.h>
 
 using namespace qrexec::services;
-using qrexec::services::testing::TempDir;
+using namespace qrexec::services::fixtures;
+using qrexec::services::fixtures::TempDir;
 
 namespace {
 bool accepts(std::string_view text) {
@@ -145,32 +146,28 @@ TEST(RpcConfig, ForceUserCombinations) {
     rejects("force-user = ''\n");
 }
 
-namespace {
-ParsedCommand service(const std::string& text) {
-    return *parse_command("u:QUBESRPC " + text + " src", true);
-}
-} // namespace
+namespace {} // namespace
 
 TEST(RpcConfig, LoadLookupOrder) {
     TempDir t;
     auto a = t.mkdir("a"), b = t.mkdir("b");
     t.write("a/svc", "wait-for-session = 1\n");
     t.write("b/svc+arg", "skip-service-descriptor = true\n");
-    auto specific = load_rpc_config({a, b}, service("svc+arg"));
+    auto specific = load_rpc_config({a, b}, service_call("svc+arg"));
     ASSERT_TRUE(specific.ok) << specific.error;
     EXPECT_TRUE(specific.config.skip_service_descriptor);
     EXPECT_FALSE(specific.config.wait_for_session);
-    auto general = load_rpc_config({a, b}, service("svc+x"));
+    auto general = load_rpc_config({a, b}, service_call("svc+x"));
     ASSERT_TRUE(general.ok);
     EXPECT_TRUE(general.config.wait_for_session);
     t.write("b/svc+", "exit-on-client-eof = true\n");
-    auto plus = load_rpc_config({a, b}, service("svc"));
+    auto plus = load_rpc_config({a, b}, service_call("svc"));
     EXPECT_TRUE(plus.config.exit_on_client_eof);
 }
 
 TEST(RpcConfig, LoadAbsentIsDefaults) {
     TempDir t;
-    auto load = load_rpc_config({t.path()}, service("svc"));
+    auto load = load_rpc_config({t.path()}, service_call("svc"));
     EXPECT_TRUE(load.ok);
     EXPECT_FALSE(load.config.wait_for_session);
 }
@@ -179,17 +176,17 @@ TEST(RpcConfig, LoadErrors) {
     TempDir t;
     auto a = t.mkdir("a");
     t.write("a/bad", "wait-for-session = 2\n");
-    auto bad = load_rpc_config({a}, service("bad"));
+    auto bad = load_rpc_config({a}, service_call("bad"));
     EXPECT_FALSE(bad.ok);
     EXPECT_FALSE(bad.error.empty());
     t.mkdir("a/dir"); // unreadable as a file
-    EXPECT_FALSE(load_rpc_config({a}, service("dir")).ok);
+    EXPECT_FALSE(load_rpc_config({a}, service_call("dir")).ok);
     t.write("notdir", "");
-    EXPECT_FALSE(load_rpc_config({t.sub("notdir")}, service("svc")).ok);
+    EXPECT_FALSE(load_rpc_config({t.sub("notdir")}, service_call("svc")).ok);
     // Symlinks are simply followed; dangling = absent.
     t.symlink("/dev/tcp/127.0.0.1/1", "a/tcp");
-    EXPECT_TRUE(load_rpc_config({a}, service("tcp")).ok);
+    EXPECT_TRUE(load_rpc_config({a}, service_call("tcp")).ok);
     t.write("a/real", "wait-for-session = true\n");
     t.symlink("real", "a/link");
-    EXPECT_TRUE(load_rpc_config({a}, service("link")).config.wait_for_session);
+    EXPECT_TRUE(load_rpc_config({a}, service_call("link")).config.wait_for_session);
 }

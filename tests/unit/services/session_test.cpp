@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 using namespace qrexec::services;
-using qrexec::services::testing::TempDir;
+using qrexec::services::fixtures::TempDir;
 namespace io = qrexec::io;
 
 TEST(Session, AgentVariantReadsUserAndSeesSource) {

@@ -1,5 +1,7 @@
-// Helpers shared by the services unit tests: temp dirs and files.
+// Helpers shared by the services unit tests: temp dirs and files, parsed commands.
 #pragma once
+
+#include "services/command.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,7 +11,17 @@
 #include <fstream>
 #include <string>
 
-namespace qrexec::services::testing {
+namespace qrexec::services::fixtures {
+
+// A command line known to be valid (e.g. "user:cmd" with_user, or "cmd").
+inline ParsedCommand parsed_command(const std::string& text, bool with_user) {
+    return *parse_command(text, with_user);
+}
+
+// The service call "QUBESRPC <text> src" as user u.
+inline ParsedCommand service_call(const std::string& text) {
+    return *parse_command("u:QUBESRPC " + text + " src", true);
+}
 
 class TempDir {
   public:
@@ -42,4 +54,4 @@ class TempDir {
     std::string path_;
 };
 
-} // namespace qrexec::services::testing
+} // namespace qrexec::services::fixtures

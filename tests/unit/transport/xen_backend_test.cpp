@@ -22,7 +22,8 @@
 
 using namespace qrexec::transport;
 
-namespace {
+// Named, not anonymous: the TEST_F classes derive from the fixture.
+namespace xen_standin_fixture {
 
 class XenStandin : public ::testing::Test {
   protected:
@@ -65,7 +66,7 @@ std::vector<std::byte> pattern(size_t size, unsigned seed) {
     return data;
 }
 
-bool exists(const std::string& path) {
+bool path_exists(const std::string& path) {
     struct stat st {};
     return ::lstat(path.c_str(), &st) == 0;
 }
@@ -86,7 +87,8 @@ bool read_to_eof(Channel& channel, std::vector<std::byte>& out) {
     }
 }
 
-} // namespace
+} // namespace xen_standin_fixture
+using namespace xen_standin_fixture;
 
 TEST(XenPaths, FollowTheQubesConvention) {
     EXPECT_EQ(xen_server_path(0, 512), "data/vchan/0/512");
@@ -102,8 +104,9 @@ TEST_F(XenStandin, ServerPublishesClientConnectsEntryRemovedOnAccept) {
     XenBackend backend;
     auto server = backend.listen(2, 513, 4096);
     ASSERT_TRUE(server);
-    EXPECT_TRUE(exists(socket_file(1, 2, 513))); // the xenstore entry, as the stand-in plays it
-    EXPECT_EQ(server->accept(), nullptr);        // no client yet
+    EXPECT_TRUE(
+        path_exists(socket_file(1, 2, 513))); // the xenstore entry, as the stand-in plays it
+    EXPECT_EQ(server->accept(), nullptr);     // no client yet
 
     pid_t child = run_as_domain(2, [] {
         XenBackend peer;
@@ -117,7 +120,7 @@ TEST_F(XenStandin, ServerPublishesClientConnectsEntryRemovedOnAccept) {
     });
     auto channel = server->wait_for_client(20000);
     ASSERT_TRUE(channel);
-    EXPECT_FALSE(exists(socket_file(1, 2, 513)));
+    EXPECT_FALSE(path_exists(socket_file(1, 2, 513)));
     std::array<std::byte, 4> got{};
     ASSERT_TRUE(channel->recv_all(got, 20000));
     EXPECT_EQ(std::memcmp(got.data(), "ping", 4), 0);
