@@ -1,19 +1,18 @@
 #!/bin/sh
-# The test command (README, CI). Builds incrementally, installs into
-# build/install and runs, against the installed binaries:
-#   1. every room's unit tests and the integration suite (ctest);
+# The test command (README, CI). Builds incrementally, installs and runs, against
+# the installed binaries:
+#   1. the release build (g++): every room's unit tests and the integration suite;
 #   2. when run as root: the integration suite again as the unprivileged user
 #      `nobody`, from a world-readable copy (the agent's non-root mode);
-#   3. an ASan+UBSan build, with the unit tests and the integration suite;
-#   4. a clang build of every program with the libFuzzer targets, each fuzzed
-#      for a short run from an empty corpus.
+#   3. a clang build with ASan+UBSan and libFuzzer's coverage: the unit tests and
+#      the integration suite without its volume tests (pytest marker `load`);
+#   4. every libFuzzer target of that build, a short run each from its seeds.
 # QREXEC_TESTS_QUICK=1 runs step 1 only.
 set -eu
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BUILD=${BUILD:-build}
-ASAN_BUILD=${ASAN_BUILD:-build-asan}
-FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
+SAN_BUILD=${SAN_BUILD:-build-san}
 FUZZ_SECONDS=${FUZZ_SECONDS:-15}
 
 build_and_install() { # dir, extra cmake args...
@@ -42,28 +41,43 @@ if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
   cp -r tests examples "$copy/"
   mkdir -p "$copy/build" && cp -r "$BUILD/install" "$copy/build/install"
   chmod -R a+rX "$copy"
+  # Two workers, each test file whole in one of them (as ctest -j2 runs them).
   (cd "$copy" && runuser -u nobody -- env HOME=/tmp TMPDIR=/tmp \
      QREXEC_BIN_DIR="$copy/build/install/bin" \
-     /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration)
+     /usr/bin/python3 -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests/integration)
 fi
 
-echo "== 3. ASan+UBSan build: unit + integration tests ($ASAN_BUILD)"
-build_and_install "$ASAN_BUILD" -DCMAKE_BUILD_TYPE=Debug -DQREXEC_SANITIZE=ON -DQREXEC_BENCH=OFF
-(cd "$ASAN_BUILD" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-   QREXEC_BIN_DIR="$ROOT/$ASAN_BUILD/install/bin" ctest --output-on-failure -j2)
-echo "== 4. libFuzzer targets, ${FUZZ_SECONDS}s each ($FUZZ_BUILD)"
-[ -f "$FUZZ_BUILD/build.ninja" ] || CXX=clang++ cmake -S . -B "$FUZZ_BUILD" -G Ninja \
-  -DCMAKE_BUILD_TYPE=Debug -DQREXEC_FUZZ=ON -DQREXEC_TESTS=OFF -DQREXEC_BENCH=OFF >/dev/null
-# Everything is built here, so this is also the clang 14 build of every room and program.
-ninja -C "$FUZZ_BUILD"
-for fuzzer in "$FUZZ_BUILD"/*_fuzz; do
+echo "== 3. clang ASan+UBSan build: unit + integration tests ($SAN_BUILD)"
+# One sanitizer build serves the tests and the fuzz targets: clang compiles it about
+# twice as fast as g++ at -O0, and libFuzzer needs clang.
+CXX=clang++ build_and_install "$SAN_BUILD" -DCMAKE_BUILD_TYPE=Debug \
+  -DQREXEC_SANITIZE=ON -DQREXEC_FUZZ=ON -DQREXEC_BENCH=OFF
+SAN=$(cd "$SAN_BUILD" && pwd)
+(cd "$SAN" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 QREXEC_SKIP_LOAD=1 \
+   QREXEC_BIN_DIR="$SAN/install/bin" ctest --output-on-failure -j2)
+
+echo "== 4. libFuzzer targets, ${FUZZ_SECONDS}s each, two at a time ($SAN_BUILD)"
+run_fuzzer() { # fuzzer binary; its log is kept only on failure
+  fuzzer=$1
+  name=$(basename "$fuzzer")
   corpus=$(mktemp -d /tmp/qrexec-corpus-XXXXXX)
-  seeds="$ROOT/fuzz/corpus/$(basename "$fuzzer")"
-  [ -d "$seeds" ] && cp "$seeds"/* "$corpus"/
-  (cd "$corpus" && "$ROOT/$fuzzer" -max_len=65536 -timeout=10 -max_total_time="$FUZZ_SECONDS" \
-     "$corpus" >"$corpus.log" 2>&1) || { tail -40 "$corpus.log"; echo "$fuzzer failed"; exit 1; }
-  echo "$(basename "$fuzzer"): $(grep -o 'Done [0-9]* runs' "$corpus.log")"
-  rm -rf "$corpus" "$corpus.log"
+  [ -d "$ROOT/fuzz/corpus/$name" ] && cp "$ROOT/fuzz/corpus/$name"/* "$corpus"/
+  if (cd "$corpus" && "$fuzzer" -max_len=65536 -timeout=10 \
+        -max_total_time="$FUZZ_SECONDS" "$corpus" >"$corpus.log" 2>&1); then
+    echo "$name: $(grep -o 'Done [0-9]* runs' "$corpus.log")"
+    rm -rf "$corpus" "$corpus.log"
+  else
+    tail -40 "$corpus.log"; echo "$name failed (log: $corpus.log)"; return 1
+  fi
+}
+set -- "$SAN"/*_fuzz
+while [ $# -gt 0 ]; do
+  first=$1; shift
+  run_fuzzer "$first" & pid=$!
+  status=0
+  if [ $# -gt 0 ]; then run_fuzzer "$1" || status=1; shift; fi
+  wait "$pid" || status=1
+  [ "$status" = 0 ] || exit 1
 done
 echo "== all tests passed"

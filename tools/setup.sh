@@ -9,7 +9,7 @@ SUDO=
 PACKAGES="build-essential cmake ninja-build clang pkg-config git
   libfmt-dev libtomlplusplus-dev nlohmann-json3-dev libpam0g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libclang-rt-14-dev python3 python3-pytest bubblewrap graphviz util-linux procps
+  libclang-rt-14-dev python3 python3-pytest python3-pytest-xdist bubblewrap graphviz util-linux procps
   openssh-server openssh-client iproute2
   libxen-dev scdoc man-db systemd debhelper dpkg-dev fakeroot lintian"
 missing=

@@ -160,6 +160,7 @@ def test_vm_to_dom0_call_real_components(qenv, two_vms):
     assert r.stdout == b"dom0 got work adminvm\ndata\n"
 
 
+@pytest.mark.load
 def test_many_parallel_vm_to_vm_calls_no_leaks(qenv, two_vms):
     work, vault = two_vms
     # 400 calls from 8 callers reuse each freed vchan port dozens of times (lowest free first);

@@ -13,6 +13,8 @@ import os
 import random
 import subprocess
 
+import pytest
+
 from daemon_helpers import qenv  # noqa: F401 (fixture)
 from policy_helpers import (TIMEOUT, PolicyTree, binary, query, request, running_daemon,
                             wait_for)
@@ -148,6 +150,7 @@ def explain_decision(tree, source, target, service, options):
     return lines[0][len("decision: "):] if lines else "<none>"
 
 
+@pytest.mark.load
 def test_exec_daemon_and_explain_agree(tmp_path):
     gen = Generator(SEED)
     tree = PolicyTree(tmp_path)
