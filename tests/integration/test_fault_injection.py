@@ -84,6 +84,14 @@ class World:
             return allow_reply("@dispvm:tmpl", user=self.user, autostart="True")
         return real_policy(self.user)(req)
 
+    def call_held_by_the_policy(self, tag):
+        """A work -> vault call (test.Cat+tag, pipes open) that the policy holds."""
+        self.mode = "hold"
+        p = self.work.popen("vault", f"test.Cat+{tag}", stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert self.held.wait(BOUND)
+        return p
+
     # -- a concurrent, unrelated domain pair: dom0 -> work --------------------------------
     def _background(self):
         while not self._stop.is_set():
@@ -262,10 +270,7 @@ def test_agent_or_daemon_stalled_mid_stream_call_still_completes(world, who):
 
 def test_target_daemon_killed_while_policy_decides(world):
     base = world.baseline()
-    world.mode = "hold"
-    p = world.work.popen("vault", "test.Cat+held", stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert world.held.wait(BOUND)
+    p = world.call_held_by_the_policy("held")
     world.vault.daemon.proc.kill()
     world.vault.daemon.proc.wait(BOUND)
     world.hold.set()  # the policy now allows: the target is gone
@@ -276,10 +281,7 @@ def test_target_daemon_killed_while_policy_decides(world):
 
 
 def test_source_daemon_killed_while_policy_decides(world):
-    world.mode = "hold"
-    p = world.work.popen("vault", "test.Cat+held", stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert world.held.wait(BOUND)
+    p = world.call_held_by_the_policy("held")
     world.work.daemon.proc.kill()
     world.work.daemon.proc.wait(BOUND)
     world.hold.set()
@@ -290,10 +292,7 @@ def test_source_daemon_killed_while_policy_decides(world):
 
 def test_caller_killed_while_policy_decides(world):
     base = world.baseline()
-    world.mode = "hold"
-    p = world.work.popen("vault", "test.Cat+gone", stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert world.held.wait(BOUND)
+    p = world.call_held_by_the_policy("gone")
     p.kill()
     p.wait(BOUND)
     world.hold.set()
@@ -310,10 +309,7 @@ def test_caller_killed_after_the_allow_before_the_data_connection(world):
     # dies before it ever connects: the other end waits as the spec says (AGENT.md:
     # at most 120 s for the data vchan), then gives up; nothing is left behind.
     base = world.baseline()
-    world.mode = "hold"
-    p = world.work.popen("vault", "test.Cat+late", stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert world.held.wait(BOUND)
+    p = world.call_held_by_the_policy("late")
     p.send_signal(signal.SIGSTOP)
     world.hold.set()
     agents = (world.work.agent.pid, world.vault.agent.pid)
