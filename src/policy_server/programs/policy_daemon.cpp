@@ -14,7 +14,8 @@
 
 namespace qrexec::policy {
 
-namespace {
+// Named per program: the files of this folder are compiled in one batch.
+namespace policy_daemon_program {
 
 using programs::CommandLine;
 
@@ -45,9 +46,10 @@ DaemonConfig parse_options(int argc, char** argv) {
     return config;
 }
 
-} // namespace
+} // namespace policy_daemon_program
 
 int policy_daemon_main(int argc, char** argv) {
+    using namespace policy_daemon_program;
     io::require_standard_fds(kProgram.name);
     DaemonConfig config = parse_options(argc, argv);
     ::umask(0007);

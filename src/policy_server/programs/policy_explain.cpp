@@ -10,7 +10,8 @@
 
 namespace qrexec::policy {
 
-namespace {
+// Named per program: the files of this folder are compiled in one batch.
+namespace policy_explain_program {
 
 using programs::CommandLine;
 
@@ -19,9 +20,10 @@ constexpr programs::Program kProgram = {
                      "                             [--requested-source VM] [--assume-yes-for-ask]\n"
                      "                             [--just-evaluate] SOURCE TARGET SERVICE+ARG\n"};
 
-} // namespace
+} // namespace policy_explain_program
 
 int policy_explain_main(int argc, char** argv) {
+    using namespace policy_explain_program;
     io::require_standard_fds(kProgram.name);
     Request request;
     CommandLine cl(kProgram, programs::kPolicyDirOption | programs::kSystemInfoOption);

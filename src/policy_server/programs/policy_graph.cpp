@@ -14,7 +14,8 @@
 
 namespace qrexec::policy {
 
-namespace {
+// Named per program: the files of this folder are compiled in one batch.
+namespace policy_graph_program {
 
 using programs::CommandLine;
 
@@ -58,9 +59,10 @@ int write_graph(const std::string& dot, const std::string& format, const std::st
     return render(dot, format, out_fd);
 }
 
-} // namespace
+} // namespace policy_graph_program
 
 int policy_graph_main(int argc, char** argv) {
+    using namespace policy_graph_program;
     io::require_standard_fds(kProgram.name);
     std::string format = "dot", output;
     GraphOptions options;

@@ -12,7 +12,8 @@
 
 namespace qrexec::policy {
 
-namespace {
+// Named per program: the files of this folder are compiled in one batch.
+namespace policy_lint_program {
 
 using programs::CommandLine;
 
@@ -30,9 +31,10 @@ void print_lint_error(const PolicySyntaxError& e) {
         std::printf("error: %s\n", e.message().c_str());
 }
 
-} // namespace
+} // namespace policy_lint_program
 
 int policy_lint_main(int argc, char** argv) {
+    using namespace policy_lint_program;
     io::require_standard_fds(kProgram.name);
     std::string legacy;
     bool warnings = true;
