@@ -97,6 +97,12 @@ qubes.Gpg * work @adminvm deny notify=no
     write("policy_request_fuzz", "socket", b"source=work\nrequested_source=\nintended_target=vault\nservice_and_arg=qubes.Svc+a\nassert_call_originates_from_dom0=no\n\n")
     write("policy_request_fuzz", "eval", b"work\0vault\0qubes.Svc+a\0")
 
+    # qubesd_reply_fuzz: 1 byte (bit 0: uuid form asked), then qubesd's reply.
+    write("qubesd_reply_fuzz", "name", b"\x00" + b"0\0disp42")
+    write("qubesd_reply_fuzz", "uuid", b"\x01" + b"0\0uuid:0123abcd-4567-89ef-0123-456789abcdef")
+    write("qubesd_reply_fuzz", "exception", b"\x00" + b"2\0QubesVMNotHaltedError\0details\0")
+    write("qubesd_reply_fuzz", "trailing", b"\x00" + b"0\0disp-dm\0junk")
+
 
 if __name__ == "__main__":
     main()

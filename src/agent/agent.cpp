@@ -10,6 +10,7 @@
 #include "io/trace.h"
 #include "io/unix_address.h"
 #include "io/unix_socket.h"
+#include "io/watch.h"
 #include "protocol/frame.h"
 #include "protocol/messages.h"
 #include "protocol/requests.h"
@@ -117,16 +118,28 @@ class Agent {
     int run();
 
   private:
+    // The watches below are declared after what they watch: they end first.
     struct Connection {
         std::optional<io::Child> handler; // executed calls
         io::Fd fd;                        // fork-server or qrexec-client-vm connection
         uint32_t domain = 0;
         uint32_t port = 0;
+        io::Watch watch; // the handler's exit or the connection's close
     };
     struct IncomingTrigger {
+        explicit IncomingTrigger(io::EventLoop& loop) : timer(loop) {}
         io::Fd fd;
         std::vector<std::byte> data;
-        io::EventLoop::TimerId timer = 0;
+        io::Watch watch;
+        io::Timer timer; // gives up on a silent qrexec-client-vm
+    };
+    struct UntrackedCall {
+        io::Child handler;
+        io::Watch watch;
+    };
+    struct SessionWaiter {
+        io::Child child;
+        io::Watch watch;
     };
 
     // control channel
@@ -171,7 +184,7 @@ class Agent {
     size_t control_out_off_ = 0;
 
     std::map<size_t, Connection> connections_;
-    std::vector<io::Child> untracked_; // calls run while the table was full
+    std::map<int, UntrackedCall> untracked_; // calls run while the table was full, by exit fd
     std::map<int, IncomingTrigger> incoming_;
     // Full table: evict the oldest connection that has not sent its request.
     io::AdmissionTable trigger_admission_{kMaxPendingTriggers};
@@ -183,7 +196,7 @@ class Agent {
     std::string trigger_token(int fd) const {
         return fmt::format("trig:{}:SOCKET{}", own_domain_, fd);
     }
-    std::optional<io::Child> session_waiter_;
+    std::optional<SessionWaiter> session_waiter_;
     std::deque<CallRequest> session_queue_;
 };
 
@@ -192,9 +205,9 @@ class Agent {
     // Handlers keep running on their own; do not wait for them.
     for (auto& [slot, c] : connections_)
         if (c.handler) c.handler->detach();
-    for (auto& c : untracked_)
-        c.detach();
-    if (session_waiter_) session_waiter_->detach();
+    for (auto& [fd, c] : untracked_)
+        c.handler.detach();
+    if (session_waiter_) session_waiter_->child.detach();
     _exit(1);
 }
 
@@ -363,24 +376,19 @@ void Agent::add_connection(Connection connection) {
         // Upstream behaviour: the call proceeds, its end is never reported.
         QLOG("connection table full, the end of this call will not be reported");
         if (connection.handler) {
-            untracked_.push_back(std::move(*connection.handler));
-            auto& child = untracked_.back();
-            int fd = child.exit_fd();
-            loop_.watch(fd, EPOLLIN, [this, fd](uint32_t) {
-                loop_.unwatch(fd);
-                std::erase_if(untracked_, [fd](io::Child& c) {
-                    if (c.exit_fd() != fd) return false;
-                    c.wait();
-                    return true;
-                });
-            });
+            int fd = connection.handler->exit_fd();
+            auto& call = untracked_[fd];
+            call.handler = std::move(*connection.handler);
+            // It exited: erasing reaps it (io::Child) and ends the watch.
+            call.watch =
+                io::Watch(loop_, fd, EPOLLIN, [this, fd](uint32_t) { untracked_.erase(fd); });
         }
         return;
     }
     int watch_fd = connection.handler ? connection.handler->exit_fd() : connection.fd.get();
-    connections_.emplace(slot, std::move(connection));
-    loop_.watch(watch_fd, EPOLLIN | EPOLLRDHUP,
-                [this, slot](uint32_t) { finish_connection(slot); });
+    auto& added = connections_.emplace(slot, std::move(connection)).first->second;
+    added.watch = io::Watch(loop_, watch_fd, EPOLLIN | EPOLLRDHUP,
+                            [this, slot](uint32_t) { finish_connection(slot); });
 }
 
 void Agent::finish_connection(size_t slot) {
@@ -388,7 +396,6 @@ void Agent::finish_connection(size_t slot) {
     if (it == connections_.end()) return;
     auto& connection = it->second;
     if (connection.handler) {
-        loop_.unwatch(connection.handler->exit_fd());
         connection.handler->wait();
     } else {
         std::array<std::byte, 256> buffer;
@@ -399,7 +406,6 @@ void Agent::finish_connection(size_t slot) {
             QLOG_ERRNO("read from a call connection");
         }
         if (n < 0 && errno == EAGAIN) return; // spurious wakeup
-        loop_.unwatch(connection.fd.get());
     }
     auto params = encode_exec_params({connection.domain, connection.port});
     connections_.erase(it);
@@ -460,11 +466,11 @@ void Agent::queue_for_session(CallRequest request) {
     }
     std::string user = request.user;
     std::string source = request.command->source_domain;
+    io::Child waiter;
     try {
         auto pipe = io::make_pipe();
         auto paths = services::SearchPaths::from_environment();
-        session_waiter_ =
-            services::spawn_wait_for_session(paths.service_dirs, source, pipe.first.get());
+        waiter = services::spawn_wait_for_session(paths.service_dirs, source, pipe.first.get());
         pipe.first.reset();
         io::write_all(pipe.second.get(), user + "\n");
     } catch (const std::exception& e) {
@@ -473,14 +479,14 @@ void Agent::queue_for_session(CallRequest request) {
         return;
     }
     session_queue_.push_back(std::move(request));
-    int fd = session_waiter_->exit_fd();
-    loop_.watch(fd, EPOLLIN, [this](uint32_t) { on_session_ready(); });
+    int fd = waiter.exit_fd();
+    session_waiter_.emplace(
+        SessionWaiter{std::move(waiter),
+                      io::Watch(loop_, fd, EPOLLIN, [this](uint32_t) { on_session_ready(); })});
 }
 
 void Agent::on_session_ready() {
-    loop_.unwatch(session_waiter_->exit_fd());
-    session_waiter_->wait();
-    session_waiter_.reset();
+    session_waiter_.reset(); // it exited: reaped, and its watch ends
     auto queue = std::move(session_queue_);
     session_queue_.clear();
     for (auto& request : queue)
@@ -508,14 +514,14 @@ void Agent::accept_trigger() {
         drop_trigger(static_cast<int>(*decision.evict),
                      "too many connections on the agent socket: dropping the oldest one that "
                      "has not sent its request");
-    IncomingTrigger trigger;
+    auto& trigger = incoming_.try_emplace(fd, loop_).first->second;
     trigger.fd = io::Fd(fd);
-    trigger.timer = loop_.add_timer(kTriggerReadTimeout, [this, fd] {
+    trigger.timer.start(kTriggerReadTimeout, [this, fd] {
         drop_trigger(fd, "timeout reading a request from qrexec-client-vm");
     });
-    incoming_.emplace(fd, std::move(trigger));
     trigger_admission_.opened(static_cast<uint64_t>(fd));
-    loop_.watch(fd, EPOLLIN, [this, fd](uint32_t) { on_trigger_readable(fd); });
+    trigger.watch =
+        io::Watch(loop_, fd, EPOLLIN, [this, fd](uint32_t) { on_trigger_readable(fd); });
 }
 
 void Agent::log_trigger_rejection(std::string_view why) {
@@ -528,9 +534,7 @@ void Agent::drop_trigger(int fd, std::string_view why) {
     if (it == incoming_.end()) return;
     log_trigger_rejection(why);
     trigger_admission_.closed(static_cast<uint64_t>(fd));
-    loop_.unwatch(fd);
-    loop_.cancel_timer(it->second.timer);
-    incoming_.erase(it);
+    incoming_.erase(it); // its watch and timer end with it
 }
 
 void Agent::on_trigger_readable(int fd) {
@@ -563,8 +567,6 @@ void Agent::on_trigger_readable(int fd) {
         drop_trigger(fd, "Invalid request received from qrexec-client-vm, is it outdated?");
         return;
     }
-    loop_.unwatch(fd);
-    loop_.cancel_timer(trigger.timer);
     trigger_admission_.completed(static_cast<uint64_t>(fd));
     auto data = std::move(trigger.data);
     if (io::trace_on()) trace_trigger_received(fd);
@@ -597,9 +599,9 @@ int Agent::run() {
     ::unlink(opts_.agent_socket.c_str());
     for (auto& [slot, c] : connections_)
         if (c.handler) c.handler->detach();
-    for (auto& c : untracked_)
-        c.detach();
-    if (session_waiter_) session_waiter_->detach();
+    for (auto& [fd, c] : untracked_)
+        c.handler.detach();
+    if (session_waiter_) session_waiter_->child.detach();
     return 0;
 }
 

@@ -3,10 +3,11 @@
 #include "client/daemon_client.h"
 #include "client/execute_in_vm.h"
 #include "client/local_process.h"
-#include "client/qubesd.h"
 #include "io/log.h"
+#include "io/log_field.h"
 #include "io/trace.h"
 #include "protocol/messages.h"
+#include "qubesd/disposable.h"
 #include "services/exec.h"
 #include "services/lookup.h"
 #include "services/rpc_config.h"
@@ -14,8 +15,8 @@
 #include "stream/engine.h"
 #include "transport/vchan.h"
 
-#include <fmt/format.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -48,10 +49,8 @@ void report_prepare_failure(transport::Channel& channel, int code) {
 }
 
 void kill_domain(const std::string& domain) {
-    auto reply = qubesd_call("admin.vm.Kill", domain);
-    if (!reply || !reply->ok)
-        QLOG("Failed to kill domain {}{}", domain,
-             reply && !reply->exception_type.empty() ? ": " + reply->exception_type : "");
+    auto killed = qubesd::kill_vm(qubesd::socket_path_from_env(), domain);
+    if (!killed.ok) QLOG("Failed to kill domain {}: {}", io::log_field(domain), killed.error);
 }
 
 int dom0_to_vm_call(const ClientOptions& options) {

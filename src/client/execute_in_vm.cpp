@@ -1,9 +1,9 @@
 #include "client/execute_in_vm.h"
 
 #include "client/daemon_client.h"
-#include "client/qubesd.h"
 #include "io/log.h"
 #include "protocol/messages.h"
+#include "qubesd/disposable.h"
 
 #include <unistd.h>
 
@@ -16,45 +16,29 @@ using namespace qrexec::protocol;
 namespace {
 
 constexpr std::string_view kDispvmPrefix = "@dispvm:";
-constexpr size_t kUuidLen = 36;
 
-// Kills a disposable this call created unless the call succeeded without waiting.
+// Kills the disposable this call launched, whatever way the call ends.
 class DisposableGuard {
   public:
+    explicit DisposableGuard(std::string socket) : socket_(std::move(socket)) {}
+    DisposableGuard(const DisposableGuard&) = delete;
+    DisposableGuard& operator=(const DisposableGuard&) = delete;
     void set(std::string name) { name_ = std::move(name); }
-    void kill() {
+    ~DisposableGuard() {
         if (name_.empty()) return;
-        auto reply = qubesd_call("admin.vm.Kill", name_);
-        if (!reply || !reply->ok) QLOG("Failed to kill disposable {}", name_);
-        name_.clear();
+        auto killed = qubesd::kill_vm(socket_, name_);
+        if (!killed.ok) QLOG("{}", killed.error);
     }
-    ~DisposableGuard() { kill(); }
 
   private:
+    std::string socket_;
     std::string name_;
 };
 
-bool start_vm(const std::string& dest) {
-    auto reply = qubesd_call("admin.vm.Start", dest);
-    if (reply && (reply->ok || reply->exception_type == "QubesVMNotHaltedError")) return true;
-    QLOG("Failed to start {}", dest);
-    return false;
-}
-
-// Creates the disposable; returns its name ("uuid:..." for the uuid form) or "".
-std::string create_disposable(std::string_view template_spec) {
-    bool uuid_form = template_spec.starts_with("uuid:");
-    auto reply = qubesd_call("admin.vm.CreateDisposable", template_spec,
-                             uuid_form ? std::string_view("uuid") : std::string_view());
-    if (!reply || !reply->ok || reply->value.empty()) {
-        QLOG("Failed to create a disposable from {}", template_spec);
-        return "";
-    }
-    if (uuid_form && !(reply->value.starts_with("uuid:") && reply->value.size() == 5 + kUuidLen)) {
-        QLOG("Invalid disposable uuid from qubesd: {}", reply->value);
-        return "";
-    }
-    return reply->value;
+bool start_vm(const std::string& socket, const std::string& dest) {
+    auto started = qubesd::start_vm(socket, dest);
+    if (!started.ok) QLOG("{}", started.error);
+    return started.ok;
 }
 
 } // namespace
@@ -67,7 +51,8 @@ bool execute_in_vm(const ExecuteInVmRequest& request) {
     }
     std::string dest = request.destination;
     bool wait = request.wait;
-    DisposableGuard disposable;
+    const std::string qubesd_socket = qubesd::socket_path_from_env();
+    DisposableGuard disposable(qubesd_socket);
     bool started = false;
     if (dest.starts_with(kDispvmPrefix)) {
         if (!request.autostart) {
@@ -79,10 +64,13 @@ bool execute_in_vm(const ExecuteInVmRequest& request) {
             return false;
         }
         wait = true;
-        dest = create_disposable(std::string_view(dest).substr(kDispvmPrefix.size()));
-        if (dest.empty()) return false;
+        auto launched = qubesd::launch_disposable(qubesd_socket, dest.substr(kDispvmPrefix.size()));
+        if (!launched.ok) {
+            QLOG("{}", launched.error);
+            return false;
+        }
+        dest = std::move(launched.name);
         disposable.set(dest);
-        if (!start_vm(dest)) return false;
         started = true;
     }
 
@@ -90,7 +78,7 @@ bool execute_in_vm(const ExecuteInVmRequest& request) {
     io::Fd target = connect_to_daemon(request.socket_dir, dest, &connect_errno);
     if (!target && !started && request.autostart &&
         (connect_errno == ENOENT || connect_errno == ECONNREFUSED)) {
-        if (!start_vm(dest)) return false;
+        if (!start_vm(qubesd_socket, dest)) return false;
         target = connect_to_daemon(request.socket_dir, dest);
     }
     if (!target) return false;

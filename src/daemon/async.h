@@ -1,6 +1,6 @@
 // Small asynchronous building blocks for the daemon's single event loop:
 // RAII fd watches and timers, a child reaper, a "send request, read reply to
-// EOF" UNIX-socket exchange (policy daemon, qubesd), a qrexec-daemon socket
+// EOF" UNIX-socket exchange (policy daemon; all in io/), a qrexec-daemon socket
 // call (P§4.2 handshake + EXEC_CMDLINE + reply) and a watched program run
 // (policy program). Every completion is delivered from the loop, never from
 // the constructor, and never after the object was destroyed.
@@ -10,6 +10,7 @@
 #include "io/event_loop.h"
 #include "io/fd.h"
 #include "io/process.h"
+#include "io/unix_exchange.h"
 #include "io/watch.h"
 #include "protocol/messages.h"
 
@@ -28,50 +29,11 @@ namespace qrexec::daemon {
 using io::Reaper;
 using io::Timer;
 using io::Watch;
-
-// Non-blocking connect to a UNIX socket path. EAGAIN (full backlog) is
-// reported as such so the caller can retry.
-struct ConnectAttempt {
-    io::Fd fd;
-    int error = 0; // 0 = connected
-};
-ConnectAttempt connect_unix(const std::string& path);
-
-// Connects, writes `request`, optionally shuts down the write side, and reads
-// the reply to EOF (at most max_reply bytes).
-class UnixExchange {
-  public:
-    enum class Outcome { Reply, ConnectFailed, IoError, TooLong };
-    struct Result {
-        Outcome outcome = Outcome::Reply;
-        int error = 0;
-        std::string reply;
-    };
-    using Done = std::function<void(Result)>;
-
-    UnixExchange(io::EventLoop& loop, std::string path, std::string request, bool shutdown_write,
-                 size_t max_reply, Done done);
-    UnixExchange(const UnixExchange&) = delete;
-    UnixExchange& operator=(const UnixExchange&) = delete;
-
-  private:
-    void try_connect();
-    void on_events(uint32_t events);
-    void finish(Outcome outcome, int error);
-
-    io::EventLoop& loop_;
-    std::string path_;
-    std::string request_;
-    size_t sent_ = 0;
-    bool shutdown_write_;
-    size_t max_reply_;
-    Done done_;
-    io::Fd fd_;
-    Watch watch_;
-    Timer retry_;
-    std::string reply_;
-    int connect_tries_ = 0;
-};
+// The "request, reply to EOF" exchange lives in io/unix_exchange.h (qubesd's
+// client uses it too).
+using io::connect_unix;
+using io::ConnectAttempt;
+using io::UnixExchange;
 
 // A call to another qrexec-daemon's client socket: handshake (P§4.2), one
 // EXEC_CMDLINE/JUST_EXEC{params, cmdline}, and its {domain, port} reply.

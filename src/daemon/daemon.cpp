@@ -631,16 +631,11 @@ void Daemon::kill_disposable(std::string name) {
         QLOG("timed out killing disposable {}", name);
         defer([this, id] { background_.erase(id); });
     });
-    job->exchange = std::make_unique<UnixExchange>(
-        loop_, config_.settings.qubesd_socket, qubesd_request("admin.vm.Kill", "", name, ""), true,
-        65535, [this, id, name](UnixExchange::Result r) {
-            if (r.outcome != UnixExchange::Outcome::Reply)
-                QLOG("admin.vm.Kill {} via {} failed: {}", name, config_.settings.qubesd_socket,
-                     io::errno_text(r.error));
-            else if (auto reply = parse_qubesd_reply(r.reply); !reply.ok)
-                QLOG("admin.vm.Kill {} failed: {}", name, reply.exception_type);
-            defer([this, id] { background_.erase(id); });
-        });
+    job->qubesd_call = qubesd::kill_vm(loop_, config_.settings.qubesd_socket, name,
+                                       [this, id](qubesd::Outcome killed) {
+                                           if (!killed.ok) QLOG("{}", killed.error);
+                                           defer([this, id] { background_.erase(id); });
+                                       });
     background_[id] = std::move(job);
 }
 

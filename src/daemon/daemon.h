@@ -11,6 +11,7 @@
 #include "io/admission.h"
 #include "io/event_loop.h"
 #include "io/log_field.h"
+#include "qubesd/client.h"
 
 #include "transport/vchan.h"
 #include <fmt/format.h>
@@ -106,7 +107,7 @@ class Daemon final : public RequestHost {
         std::unique_ptr<Timer> idle; // until the complete command arrived
     };
     struct Background {
-        std::unique_ptr<UnixExchange> exchange;
+        std::unique_ptr<qubesd::Call> qubesd_call;
         std::unique_ptr<Timer> deadline;
         Watch watch; // disposable waiters
         io::Fd fd;

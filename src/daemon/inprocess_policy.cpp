@@ -99,21 +99,15 @@ void PolicyEvaluation::run() {
         evaluate();
         return;
     }
-    exchange_ = std::make_unique<UnixExchange>(
-        loop_, cache_.config().qubesd_socket,
-        qubesd_request("internal.GetSystemInfo", "", "dom0", ""), true, kMaxSystemInfoReply,
-        [this](UnixExchange::Result result) { on_system_info(std::move(result)); });
+    qubesd_call_ = std::make_unique<qubesd::Call>(
+        loop_, cache_.config().qubesd_socket, "internal.GetSystemInfo", "dom0", "",
+        [this](qubesd::Reply reply) { on_system_info(std::move(reply)); }, kMaxSystemInfoReply);
 }
 
-void PolicyEvaluation::on_system_info(UnixExchange::Result result) {
-    const std::string& socket = cache_.config().qubesd_socket;
+void PolicyEvaluation::on_system_info(qubesd::Reply reply) {
     std::string error;
-    if (result.outcome != UnixExchange::Outcome::Reply) {
-        error = "qubesd call internal.GetSystemInfo via " + socket + " failed: " +
-                (result.outcome == UnixExchange::Outcome::TooLong ? std::string("reply too long")
-                                                                  : io::errno_text(result.error));
-    } else if (auto reply = parse_qubesd_reply(result.reply); !reply.ok) {
-        error = "internal.GetSystemInfo failed: " + reply.exception_type;
+    if (!reply.ok) {
+        error = std::move(reply.error);
     } else if (auto info = policy::parse_system_info(reply.value, &error)) {
         system_ = std::make_shared<const policy::SystemInfo>(std::move(*info));
     }

@@ -14,6 +14,7 @@
 #include "policy/cache.h"
 #include "policy/engine.h"
 #include "policy_server/ask.h"
+#include "qubesd/client.h"
 
 #include <chrono>
 #include <cstdint>
@@ -90,7 +91,7 @@ class PolicyEvaluation {
     void run();
 
   private:
-    void on_system_info(UnixExchange::Result result);
+    void on_system_info(qubesd::Reply reply);
     void evaluate();
     void on_ask_answer(std::optional<std::string> choice);
     void finish(const policy::Decision& decision, const char* how);
@@ -102,7 +103,7 @@ class PolicyEvaluation {
     Done done_;
     std::shared_ptr<const policy::Policy> policy_;     // snapshot at arrival
     std::shared_ptr<const policy::SystemInfo> system_; // snapshot used to evaluate
-    std::unique_ptr<UnixExchange> exchange_;
+    std::unique_ptr<qubesd::Call> qubesd_call_;
     std::optional<policy::Decision> pending_ask_;
     std::unique_ptr<policy::AskProcess> ask_;
     bool finished_ = false;

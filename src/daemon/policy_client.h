@@ -3,7 +3,6 @@
 // to do (dom0 command, or command + destination for a VM). No I/O.
 #pragma once
 
-#include "protocol/qubesd.h"
 
 #include <optional>
 #include <string>
@@ -69,10 +68,5 @@ std::optional<std::string> dispvm_template(std::string_view destination);
 // A destination usable as a socket name "qrexec.<destination>" (no '/', not
 // empty, not "." / "..", bounded length).
 bool is_safe_destination(std::string_view destination);
-
-// qubesd wire format: one codec for every room.
-using protocol::parse_qubesd_reply;
-using protocol::qubesd_request;
-using protocol::QubesdReply;
 
 } // namespace qrexec::daemon

@@ -13,12 +13,6 @@
 
 namespace qrexec::daemon {
 
-namespace {
-constexpr size_t kMaxQubesdReply = 65535;
-constexpr const char* kVmNotHalted = "QubesVMNotHaltedError";
-constexpr size_t kUuidLength = 36;
-} // namespace
-
 Request::Request(RequestHost& host, const RequestSettings& settings, uint64_t id,
                  protocol::ValidTrigger trigger)
     : host_(host), settings_(settings), id_(id), trigger_(std::move(trigger)),
@@ -40,6 +34,8 @@ Request::~Request() {
             host_.reaper().adopt(std::move(dom0_client_), "qrexec-client for " + describe());
     }
     if (disposable_) host_.kill_disposable(*disposable_);
+    if (launch_)
+        if (auto created = launch_->abandoned_disposable()) host_.kill_disposable(*created);
 }
 
 std::string Request::describe() const {
@@ -220,60 +216,36 @@ void Request::decide(const PolicyParse& parse, const char* from) {
 
 void Request::create_disposable(const std::string& template_name) {
     stage_ = Stage::Disposable;
-    arm(settings_.timeouts.qubesd, "qubesd (admin.vm.CreateDisposable)");
-    bool uuid_form = template_name.rfind("uuid:", 0) == 0;
-    exchange_ = std::make_unique<UnixExchange>(
-        host_.loop(), settings_.qubesd_socket,
-        qubesd_request("admin.vm.CreateDisposable", "", template_name, uuid_form ? "uuid" : ""),
-        true, kMaxQubesdReply, [this, uuid_form](UnixExchange::Result r) {
-            if (r.outcome != UnixExchange::Outcome::Reply) {
-                refuse("qubesd call admin.vm.CreateDisposable via " + settings_.qubesd_socket +
-                       " failed: " +
-                       (r.outcome == UnixExchange::Outcome::TooLong ? std::string("reply too long")
-                                                                    : io::errno_text(r.error)));
-                return;
-            }
-            auto reply = parse_qubesd_reply(r.reply);
-            if (!reply.ok) {
-                refuse("admin.vm.CreateDisposable failed: " + reply.exception_type);
-                return;
-            }
-            bool valid = uuid_form ? reply.value.size() == 5 + kUuidLength &&
-                                         reply.value.rfind("uuid:", 0) == 0
-                                   : is_safe_destination(reply.value);
-            if (!valid || !is_safe_destination(reply.value)) {
-                refuse("admin.vm.CreateDisposable returned an invalid name '" + reply.value + "'");
-                return;
-            }
-            QLOG("created disposable {} for {}", reply.value, describe());
-            disposable_ = reply.value;
-            plan_.destination = reply.value;
-            start_vm();
-        });
+    // One bound for creating and starting it (qubesd/disposable.h kills a
+    // disposable that did not start; the destructor one that is abandoned).
+    arm(settings_.timeouts.qubesd, "qubesd (admin.vm.CreateDisposable, admin.vm.Start)");
+    launch_ = std::make_unique<qubesd::DisposableLaunch>(
+        host_.loop(), settings_.qubesd_socket, template_name,
+        [this](qubesd::Outcome launched) { on_disposable(std::move(launched)); });
+}
+
+void Request::on_disposable(qubesd::Outcome launched) {
+    if (!launched.ok) {
+        refuse(launched.error);
+        return;
+    }
+    QLOG("started disposable {} for {}", launched.name, describe());
+    disposable_ = launched.name;
+    plan_.destination = std::move(launched.name);
+    connect_target(false);
 }
 
 void Request::start_vm() {
     stage_ = Stage::StartVm;
     arm(settings_.timeouts.qubesd, "qubesd (admin.vm.Start)");
-    exchange_ = std::make_unique<UnixExchange>(
-        host_.loop(), settings_.qubesd_socket,
-        qubesd_request("admin.vm.Start", "", plan_.destination, ""), true, kMaxQubesdReply,
-        [this](UnixExchange::Result r) { on_vm_started(std::move(r)); });
-}
-
-void Request::on_vm_started(UnixExchange::Result result) {
-    if (result.outcome != UnixExchange::Outcome::Reply) {
-        refuse("qubesd call admin.vm.Start via " + settings_.qubesd_socket + " failed: " +
-               (result.outcome == UnixExchange::Outcome::TooLong ? std::string("reply too long")
-                                                                 : io::errno_text(result.error)));
-        return;
-    }
-    auto reply = parse_qubesd_reply(result.reply);
-    if (!reply.ok && reply.exception_type != kVmNotHalted) {
-        refuse("admin.vm.Start " + plan_.destination + " failed: " + reply.exception_type);
-        return;
-    }
-    connect_target(false);
+    qubesd_call_ = qubesd::start_vm(host_.loop(), settings_.qubesd_socket, plan_.destination,
+                                    [this](qubesd::Outcome started) {
+                                        if (!started.ok) {
+                                            refuse(started.error);
+                                            return;
+                                        }
+                                        connect_target(false);
+                                    });
 }
 
 // ---- target VM --------------------------------------------------------------

@@ -2,7 +2,7 @@
 // daemon's event loop: policy daemon socket -> (fallback) policy program, or
 // the in-process policy (--policy-in-process) ->
 // act on "allow" (target daemon call / qrexec-client for dom0 / qubesd for
-// autostart and disposables). Every wait has a deadline; any failure ends in
+// autostart and disposables, qubesd/disposable.h). Every wait has a deadline; any failure ends in
 // a refusal with a log line saying why.
 #pragma once
 
@@ -13,6 +13,7 @@
 #include "daemon/port_allocator.h"
 #include "io/log_field.h"
 #include "protocol/trigger.h"
+#include "qubesd/disposable.h"
 
 #include <cstdint>
 #include <memory>
@@ -96,9 +97,8 @@ class Request {
     void on_in_process_reply(const std::string& reply);
     void decide(const PolicyParse& parse, const char* from);
     void create_disposable(const std::string& template_name);
-    void on_disposable(UnixExchange::Result result);
+    void on_disposable(qubesd::Outcome launched);
     void start_vm();
-    void on_vm_started(UnixExchange::Result result);
     void connect_target(bool may_start);
     void on_target(DaemonCall::Result result, bool may_start);
     void run_dom0_client();
@@ -125,6 +125,8 @@ class Request {
     std::optional<std::string> disposable_; // created by us, not yet handed over
 
     std::unique_ptr<UnixExchange> exchange_;
+    std::unique_ptr<qubesd::Call> qubesd_call_;
+    std::unique_ptr<qubesd::DisposableLaunch> launch_;
     std::unique_ptr<ProgramRun> program_;
     std::unique_ptr<PolicyEvaluation> evaluation_;
     std::unique_ptr<DaemonCall> call_;

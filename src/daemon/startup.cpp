@@ -7,6 +7,7 @@
 #include "io/event_loop.h"
 #include "io/log.h"
 #include "io/privileges.h"
+#include "qubesd/client.h"
 #include "transport/vchan.h"
 
 #include <fcntl.h>
@@ -26,7 +27,6 @@ namespace qrexec::daemon {
 namespace {
 
 constexpr const char* kDefaultPolicySocket = "/run/qubes/policy.sock";
-constexpr const char* kDefaultQubesdSocket = "/run/qubesd.sock";
 constexpr const char* kDefaultLogDir = "/var/log/qubes";
 
 const char* env(const char* name) {
@@ -136,8 +136,7 @@ int serve(const Options& options, io::Fd& status_pipe, int timeout_seconds, bool
     settings.policy_socket = options.policy_socket       ? *options.policy_socket
                              : policy_env && *policy_env ? policy_env
                                                          : kDefaultPolicySocket;
-    const char* qubesd_env = env("QREXEC_QUBESD_SOCKET");
-    settings.qubesd_socket = qubesd_env && *qubesd_env ? qubesd_env : kDefaultQubesdSocket;
+    settings.qubesd_socket = qubesd::socket_path_from_env();
     settings.policy_program = options.policy_program;
     settings.qrexec_client =
         options.qrexec_client ? *options.qrexec_client : default_qrexec_client();

@@ -1,7 +1,7 @@
 #include "policy/system_info.h"
 
 #include "policy/loader.h"
-#include "policy/qubesd.h"
+#include "qubesd/client.h"
 
 #include <nlohmann/json.hpp>
 
@@ -114,14 +114,13 @@ std::optional<SystemInfo> load_system_info_file(const std::string& path, std::st
 
 std::optional<SystemInfo> fetch_system_info_qubesd(const std::string& socket_path,
                                                    std::string* error) {
-    std::string why;
-    auto reply =
-        qubesd_call(socket_path, "internal.GetSystemInfo", "dom0", "", &why, kMaxSystemInfoSize);
-    if (!reply) {
-        if (error) *error = "cannot get system info from qubesd: " + why;
+    auto reply = qubesd::call(socket_path, "internal.GetSystemInfo", "dom0", "",
+                              qubesd::kDefaultTimeout, kMaxSystemInfoSize);
+    if (!reply.ok) {
+        if (error) *error = "cannot get system info from qubesd: " + reply.error;
         return std::nullopt;
     }
-    return parse_system_info(*reply, error);
+    return parse_system_info(reply.value, error);
 }
 
 std::string system_info_file_from_option_or_env(const std::string& option) {

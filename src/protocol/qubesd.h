@@ -1,5 +1,5 @@
-// qubesd's Admin API wire format (DAEMON.md §5.5), shared by every room that
-// calls qubesd (qrexec-client, qrexec-daemon, the policy engine):
+// qubesd's Admin API wire format (DAEMON.md §5.5), used by the one qubesd
+// client (src/qubesd/client.h):
 //   request: "<method>+<arg> dom0 name <dest>\0<payload>" ("dom0 keyword
 //            <dest without @>" when dest starts with '@'), then shutdown(SHUT_WR);
 //   reply:   "0\0<value>" on success, "2\0<exception type>\0..." on error.
@@ -9,8 +9,6 @@
 #include <string_view>
 
 namespace qrexec::protocol {
-
-inline constexpr const char* kDefaultQubesdSocket = "/run/qubesd.sock";
 
 std::string qubesd_request(std::string_view method, std::string_view arg, std::string_view dest,
                            std::string_view payload);

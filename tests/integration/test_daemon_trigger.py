@@ -197,6 +197,41 @@ def test_disposable_created_started_and_killed(qenv):
     assert qd.requests[2] == b"admin.vm.Kill+ dom0 name disp42\0"
 
 
+def test_disposable_that_does_not_start_is_killed(qenv):
+    qenv.policy_server(lambda req: allow_reply("@dispvm:dvm-tpl", autostart="True",
+                                               requested_target="@dispvm"))
+
+    def qubesd(req):
+        if req.startswith(b"admin.vm.CreateDisposable"):
+            return b"0\0disp43"
+        if req.startswith(b"admin.vm.Start"):
+            return b"2\0QubesException\0out of memory\0"
+        return b"0\0"
+
+    qd = qenv.qubesd_server(qubesd)
+    d, agent = qenv.start_vm(5, "work")
+    agent.send(trigger4("qubes.Test", "@dispvm:dvm-tpl", "SOCKET7"))
+    expect_refused(agent)
+    wait_for(lambda: len(qd.requests) == 3, what="admin.vm.Kill")
+    assert qd.requests == [b"admin.vm.CreateDisposable+ dom0 name dvm-tpl\0",
+                           b"admin.vm.Start+ dom0 name disp43\0",
+                           b"admin.vm.Kill+ dom0 name disp43\0"]
+    assert "admin.vm.Start failed: QubesException" in d.log()
+
+
+@pytest.mark.parametrize("name", [b"../x", b"-disp", b"disp/1", b"d\xc3\xadsp", b"d" * 32])
+def test_disposable_with_an_invalid_name_is_never_used(qenv, name):
+    qenv.policy_server(lambda req: allow_reply("@dispvm:dvm-tpl", autostart="True",
+                                               requested_target="@dispvm"))
+    qd = qenv.qubesd_server(lambda req: b"0\0" + name)
+    d, agent = qenv.start_vm(5, "work")
+    agent.send(trigger4("qubes.Test", "@dispvm:dvm-tpl", "SOCKET7"))
+    expect_refused(agent)
+    assert "returned an invalid name" in d.log()
+    # Neither started nor killed: the name names nothing we may touch.
+    assert qd.requests == [b"admin.vm.CreateDisposable+ dom0 name dvm-tpl\0"]
+
+
 def test_disposable_requires_autostart(qenv):
     qenv.policy_server(lambda req: allow_reply("@dispvm:tpl", autostart="False"))
     d, agent = qenv.start_vm(5, "work")

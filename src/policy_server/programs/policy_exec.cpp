@@ -2,11 +2,11 @@
 // the key=value answer the qrexec daemon parses (DAEMON.md §5.3).
 #include "io/log.h"
 #include "io/process.h"
-#include "policy/qubesd.h"
 #include "policy_server/ask.h"
 #include "policy_server/decision_log.h"
 #include "policy_server/programs/command_line.h"
 #include "policy_server/programs/programs.h"
+#include "qubesd/disposable.h"
 
 #include <unistd.h>
 
@@ -101,22 +101,19 @@ std::string answer_value(const std::string& answer, const std::string& key) {
         std::string dest = answer_value(d.answer, "target_uuid");
         if (dest.empty()) dest = target;
         std::string flags = "-Ed";
-        std::string err;
-        if (dest.starts_with("@dispvm:")) {
-            auto created =
-                qubesd_call(kQubesdSocket, "admin.vm.CreateDisposable", dest.substr(8), "", &err);
-            if (!created) {
-                QLOG("{}", err);
-                std::exit(1);
-            }
-            dest = *created;
-            flags = "-EWkd";
-        }
-        if (!qubesd_call(kQubesdSocket, "admin.vm.Start", dest, "", &err) &&
-            err.find("QubesVMNotHaltedError") == std::string::npos) {
-            QLOG("{}", err);
+        const std::string socket = qubesd::socket_path_from_env();
+        constexpr std::string_view kDispvm = "@dispvm:";
+        // A disposable is created, checked and started here, and killed by
+        // qrexec-client (-k) when the call ends.
+        auto ready = dest.starts_with(kDispvm)
+                         ? qubesd::launch_disposable(socket, dest.substr(kDispvm.size()))
+                         : qubesd::start_vm(socket, dest);
+        if (!ready.ok) {
+            QLOG("{}", ready.error);
             std::exit(1);
         }
+        if (dest.starts_with(kDispvm)) flags = "-EWkd";
+        dest = ready.name;
         argv = {"qrexec-client",
                 flags,
                 dest,

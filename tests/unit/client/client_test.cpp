@@ -1,5 +1,4 @@
 #include "client/options.h"
-#include "client/qubesd.h"
 #include "io/fd.h"
 
 #include <sys/socket.h>
@@ -25,46 +24,6 @@ ParsedOptions parse(std::vector<std::string> args) {
     argv.push_back(nullptr);
     return parse_client_options(static_cast<int>(args.size()), argv.data());
 }
-
-// One-shot fake qubesd: records the request, answers `reply`.
-class FakeQubesd {
-  public:
-    explicit FakeQubesd(std::string reply) {
-        char templ[] = "/tmp/qrexec-qubesd-test-XXXXXX";
-        dir_ = mkdtemp(templ);
-        path_ = dir_ + "/qubesd.sock";
-        listener_ = qrexec::io::Fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path_.c_str());
-        EXPECT_EQ(bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-        EXPECT_EQ(listen(listener_.get(), 1), 0);
-        setenv("QREXEC_QUBESD_SOCKET", path_.c_str(), 1);
-        thread_ = std::thread([this, reply] {
-            qrexec::io::Fd conn(accept(listener_.get(), nullptr, nullptr));
-            char buffer[4096];
-            ssize_t n;
-            while ((n = read(conn.get(), buffer, sizeof buffer)) > 0)
-                request_.append(buffer, static_cast<size_t>(n));
-            qrexec::io::write_all(conn.get(), reply);
-        });
-    }
-    ~FakeQubesd() {
-        if (thread_.joinable()) thread_.join();
-        unsetenv("QREXEC_QUBESD_SOCKET");
-        unlink(path_.c_str());
-        rmdir(dir_.c_str());
-    }
-    std::string request() {
-        thread_.join();
-        return request_;
-    }
-
-  private:
-    std::string dir_, path_, request_;
-    qrexec::io::Fd listener_;
-    std::thread thread_;
-};
 
 } // namespace
 
@@ -107,36 +66,4 @@ TEST(ClientOptions, Dom0Names) {
     EXPECT_TRUE(is_dom0_name("uuid:00000000-0000-0000-0000-000000000000"));
     EXPECT_FALSE(is_dom0_name("uuid:00000000-0000-0000-0000-000000000001"));
     EXPECT_FALSE(is_dom0_name("dom01"));
-}
-
-TEST(Qubesd, RequestFormat) {
-    using namespace std::string_literals;
-    EXPECT_EQ(qubesd_request("admin.vm.Kill", "", "work", ""), "admin.vm.Kill+ dom0 name work\0"s);
-    EXPECT_EQ(qubesd_request("admin.vm.CreateDisposable", "", "uuid:x", "uuid"),
-              "admin.vm.CreateDisposable+ dom0 name uuid:x\0uuid"s);
-    EXPECT_EQ(qubesd_request("admin.vm.Start", "a", "@dispvm", ""),
-              "admin.vm.Start+a dom0 keyword dispvm\0"s);
-}
-
-TEST(Qubesd, CallSuccessAndError) {
-    using namespace std::string_literals;
-    {
-        FakeQubesd fake("0\0disp123"s);
-        auto reply = qubesd_call("admin.vm.CreateDisposable", "tmpl");
-        ASSERT_TRUE(reply);
-        EXPECT_TRUE(reply->ok);
-        EXPECT_EQ(reply->value, "disp123");
-        EXPECT_EQ(fake.request(), "admin.vm.CreateDisposable+ dom0 name tmpl\0"s);
-    }
-    {
-        FakeQubesd fake("2\0QubesVMNotHaltedError\0details\0"s);
-        auto reply = qubesd_call("admin.vm.Start", "work");
-        ASSERT_TRUE(reply);
-        EXPECT_FALSE(reply->ok);
-        EXPECT_EQ(reply->exception_type, "QubesVMNotHaltedError");
-    }
-    {
-        FakeQubesd fake("garbage");
-        EXPECT_FALSE(qubesd_call("admin.vm.Start", "work"));
-    }
 }

@@ -168,24 +168,3 @@ TEST(Destination, Safety) {
     EXPECT_FALSE(is_safe_destination("a/b"));
     EXPECT_FALSE(is_safe_destination(std::string(200, 'a')));
 }
-
-TEST(Qubesd, RequestText) {
-    EXPECT_EQ(qubesd_request("admin.vm.Start", "", "vault", ""),
-              std::string("admin.vm.Start+ dom0 name vault\0"sv));
-    EXPECT_EQ(qubesd_request("admin.vm.CreateDisposable", "", "uuid:x", "uuid"),
-              std::string("admin.vm.CreateDisposable+ dom0 name uuid:x\0uuid"sv));
-    EXPECT_EQ(qubesd_request("admin.vm.Kill", "a", "@dispvm", ""),
-              std::string("admin.vm.Kill+a dom0 keyword dispvm\0"sv));
-}
-
-TEST(Qubesd, ReplyParsing) {
-    auto ok = parse_qubesd_reply("0\0disp12"sv);
-    EXPECT_TRUE(ok.ok);
-    EXPECT_EQ(ok.value, "disp12");
-    auto err = parse_qubesd_reply("2\0QubesVMNotHaltedError\0details\0"sv);
-    EXPECT_FALSE(err.ok);
-    EXPECT_EQ(err.exception_type, "QubesVMNotHaltedError");
-    EXPECT_FALSE(parse_qubesd_reply("").ok);
-    EXPECT_FALSE(parse_qubesd_reply("0").ok);
-    EXPECT_FALSE(parse_qubesd_reply("1\0x"sv).ok);
-}
