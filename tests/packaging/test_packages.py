@@ -57,12 +57,15 @@ def field(package, name):
 def root():
     # Not under pytest's tmp dir (mode 0700): the lab runs some domains as nobody,
     # who must be able to reach the programs, like under a real /usr.
+    packages = [deb("qrexec-cpp-vm"), deb("qrexec-cpp-dom0")]
     root = Path(tempfile.mkdtemp(prefix="qrexec-pkgroot-"))
-    root.chmod(0o755)
-    for name in ("qrexec-cpp-vm", "qrexec-cpp-dom0"):
-        subprocess.run(["dpkg-deb", "-x", str(deb(name)), str(root)], check=True)
-    yield root
-    shutil.rmtree(root)
+    try:
+        root.chmod(0o755)
+        for package in packages:
+            subprocess.run(["dpkg-deb", "-x", str(package), str(root)], check=True)
+        yield root
+    finally:
+        shutil.rmtree(root)
 
 
 def test_programs_are_at_upstream_paths(root):
@@ -145,16 +148,19 @@ def run_integration(files, allow_skips=False, **env):
     assert allow_skips or "skipped" not in summary, result.stdout[-4000:]
 
 
-def test_standin_is_what_the_installed_programs_load(root):
+def assert_standin_is_what_the_installed_programs_load(root):
     assert (STANDIN_LIB / "libxenvchan.so.4.17").exists(), (
         f"no stand-in libraries in {STANDIN_LIB} (build the socket tree with tests)")
     out = subprocess.run(["ldd", str(root / PROGRAM_PATHS["qrexec-agent"])], capture_output=True,
                          text=True, check=True, env=dict(os.environ,
                                                         LD_LIBRARY_PATH=str(STANDIN_LIB))).stdout
-    assert str(STANDIN_LIB / "libxenvchan.so.4.17") in out, out
+    for library in ("libxenvchan.so.4.17", "libxenstore.so.4"):
+        assert str(STANDIN_LIB / library) in out, out
 
 
-def test_integration_suite_against_the_installed_programs(installed_bin):
+def test_integration_suite_against_the_installed_programs(root, installed_bin):
+    # Else the programs would load Xen's real libraries and fail, slowly, for no Xen.
+    assert_standin_is_what_the_installed_programs_load(root)
     run_integration(INSTALLED_SUITE, QREXEC_BIN_DIR=str(installed_bin),
                     LD_LIBRARY_PATH=str(STANDIN_LIB))
 
