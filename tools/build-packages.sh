@@ -1,7 +1,8 @@
 #!/bin/sh
 # Builds the Debian packages (debian/) into build-deb/ and prints how long it took.
-#   tools/build-packages.sh            what CI tests: optimised, no -dbgsym packages
-#   DEB_BUILD_OPTIONS=... tools/build-packages.sh   your options instead (e.g. "noopt")
+#   tools/build-packages.sh            release packages: optimised, no -dbgsym packages
+#   DEB_BUILD_OPTIONS=... tools/build-packages.sh   your options instead; CI (cheap, -O0):
+#     DEB_BUILD_OPTIONS="noopt noautodbgsym" tools/build-packages.sh
 # dpkg-buildpackage writes to the parent directory; the results are moved here.
 set -eu
 cd "$(dirname "$0")/.."
