@@ -4,7 +4,9 @@ the integration tests against the binaries at their installed paths, unpacked
 into a scratch root. The packaged programs speak Xen: they run over the
 libxenvchan stand-in (build/xen-standin-lib, same sonames) via LD_LIBRARY_PATH."""
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,20 @@ PROGRAM_PATHS = {
     "qubes-policy-lint": "usr/bin/qubes-policy-lint",
     "qrexec-policy-graph": "usr/bin/qrexec-policy-graph",
     "qrexec-lab": "usr/bin/qrexec-lab",
+    "qubesair-ssh-receive": "usr/bin/qubesair-ssh-receive",
 }
+# The programs that open vchans: linked against Xen's libraries in the packages.
+XEN_PROGRAMS = ("qrexec-agent", "qrexec-client-vm", "qrexec-fork-server", "qrexec-daemon",
+                "qrexec-client")
+LAB_DIR = "usr/lib/qrexec-cpp/lab"
+# The integration tests run against the installed programs. Not
+# test_fork_server_calls.py: its refused-before-spawn cases lose the exit code
+# now and then over the Xen stand-in (see docs/XEN.md, known issues).
+INSTALLED_SUITE = ("test_agent_flows.py", "test_client_vm_calls.py", "test_daemon_basic.py",
+                   "test_client_dom0_to_vm.py", "test_client_real_daemon.py",
+                   "test_policy_exec.py")
+# The lab as packaged (its socket copies in LAB_DIR).
+LAB_SUITE = ("test_lab_calls.py", "test_remote_lab.py")
 
 
 def deb(name):
@@ -39,11 +54,18 @@ def field(package, name):
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pkgroot")
-    for name in ("qrexec-cpp-vm", "qrexec-cpp-dom0"):
-        subprocess.run(["dpkg-deb", "-x", str(deb(name)), str(root)], check=True)
-    return root
+def root():
+    # Not under pytest's tmp dir (mode 0700): the lab runs some domains as nobody,
+    # who must be able to reach the programs, like under a real /usr.
+    packages = [deb("qrexec-cpp-vm"), deb("qrexec-cpp-dom0")]
+    root = Path(tempfile.mkdtemp(prefix="qrexec-pkgroot-"))
+    try:
+        root.chmod(0o755)
+        for package in packages:
+            subprocess.run(["dpkg-deb", "-x", str(package), str(root)], check=True)
+        yield root
+    finally:
+        shutil.rmtree(root)
 
 
 def test_programs_are_at_upstream_paths(root):
@@ -56,15 +78,46 @@ def test_programs_are_at_upstream_paths(root):
     assert (root / "lib/systemd/system/qubes-qrexec-policy-daemon.service").is_file()
 
 
+def owner_of(library):
+    """The Debian package that ships a shared library on this machine."""
+    out = subprocess.run(["dpkg-query", "-S", f"*/{library}"], capture_output=True,
+                         text=True, check=True).stdout
+    return out.split(":")[0]
+
+
+def depends(package):
+    return [d.strip().split()[0] for d in field(package, "Depends").split(",")]
+
+
 def test_conffiles_and_dependencies(tmp_path):
     control = tmp_path / "control"
     subprocess.run(["dpkg-deb", "-e", str(deb("qrexec-cpp-vm")), str(control)], check=True)
-    assert "/etc/pam.d/qrexec" in (control / "conffiles").read_text().split()
+    conffiles = (control / "conffiles").read_text().split()
+    assert "/etc/pam.d/qrexec" in conffiles
+    assert "/etc/qubes-rpc/qubesair.SSHProxy" in conffiles
     # Enabled in a template, never started during the install.
     postinst = (control / "postinst").read_text()
     assert "qubes-qrexec-agent.service" in postinst and "deb-systemd-helper" in postinst
+    assert "deb-systemd-invoke" not in postinst
+    # ${shlibs:Depends}: the packages of the libraries the programs are linked with.
+    xen = {owner_of("libxenvchan.so.4.17"), owner_of("libxenstore.so.4")}
     for name in ("qrexec-cpp-vm", "qrexec-cpp-dom0"):
-        assert "libxenvchan" in field(deb(name), "Depends"), name
+        assert xen <= set(depends(deb(name))), (name, field(deb(name), "Depends"))
+    assert "libpam0g" in depends(deb("qrexec-cpp-vm"))
+
+
+def needed_libraries(program):
+    out = subprocess.run(["readelf", "-d", str(program)], capture_output=True, text=True,
+                         check=True).stdout
+    return [line.split("[")[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line]
+
+
+def test_system_programs_speak_xen_and_the_lab_sockets(root):
+    for name in XEN_PROGRAMS:
+        assert "libxenvchan.so.4.17" in needed_libraries(root / PROGRAM_PATHS[name]), name
+        lab_copy = root / LAB_DIR / name
+        assert lab_copy.is_file() and not lab_copy.is_symlink(), lab_copy
+        assert "libxenvchan.so.4.17" not in needed_libraries(lab_copy), lab_copy
 
 
 def test_lintian_clean_apart_from_documented_overrides():
@@ -83,14 +136,38 @@ def installed_bin(root, tmp_path_factory):
     return bin_dir
 
 
-def test_integration_suite_against_the_installed_programs(installed_bin):
-    assert (STANDIN_LIB / "libxenvchan.so.4.17").exists(), "build the socket tree first"
-    env = dict(os.environ, QREXEC_BIN_DIR=str(installed_bin),
-               LD_LIBRARY_PATH=str(STANDIN_LIB))
+def run_integration(files, allow_skips=False, **env):
     result = subprocess.run(
-        ["/usr/bin/python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
-         "tests/integration/test_agent_flows.py", "tests/integration/test_client_vm_calls.py",
-         "tests/integration/test_daemon_basic.py"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        ["/usr/bin/python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
+         "-rs", *(f"tests/integration/{name}" for name in files)],
+        cwd=REPO, env=dict(os.environ, **env), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout.splitlines()[-1]
+    summary = result.stdout.splitlines()[-1]
+    # Everything ran: a skip here would hide a program the package lacks.
+    assert " passed" in summary, result.stdout[-4000:]
+    assert allow_skips or "skipped" not in summary, result.stdout[-4000:]
+
+
+def assert_standin_is_what_the_installed_programs_load(root):
+    assert (STANDIN_LIB / "libxenvchan.so.4.17").exists(), (
+        f"no stand-in libraries in {STANDIN_LIB} (build the socket tree with tests)")
+    out = subprocess.run(["ldd", str(root / PROGRAM_PATHS["qrexec-agent"])], capture_output=True,
+                         text=True, check=True, env=dict(os.environ,
+                                                        LD_LIBRARY_PATH=str(STANDIN_LIB))).stdout
+    for library in ("libxenvchan.so.4.17", "libxenstore.so.4"):
+        assert str(STANDIN_LIB / library) in out, out
+
+
+def test_integration_suite_against_the_installed_programs(root, installed_bin):
+    # Else the programs would load Xen's real libraries and fail, slowly, for no Xen.
+    assert_standin_is_what_the_installed_programs_load(root)
+    run_integration(INSTALLED_SUITE, QREXEC_BIN_DIR=str(installed_bin),
+                    LD_LIBRARY_PATH=str(STANDIN_LIB))
+
+
+def test_lab_as_installed(root):
+    # qrexec-lab as the package installs it: /usr/bin/qrexec-lab is a link into
+    # the lab's folder, where its socket programs are.
+    assert os.path.realpath(root / "usr/bin/qrexec-lab") == str(root / LAB_DIR / "qrexec-lab")
+    # The multi-host lab needs root (network namespaces): its only skip.
+    run_integration(LAB_SUITE, allow_skips=os.geteuid() != 0, QREXEC_BIN_DIR=str(root / LAB_DIR))
