@@ -2,6 +2,8 @@
 # The test command (README, CI). Builds incrementally, installs and runs, against
 # the installed binaries:
 #   1. the release build (g++): every room's unit tests and the integration suite;
+#      then the Debian packages (debian/): built, linted, unpacked into a scratch root
+#      and tested at their installed paths;
 #   2. when run as root: the integration suite again as the unprivileged user
 #      `nobody`, from a world-readable copy (the agent's non-root mode);
 #   3. a clang build with ASan+UBSan and libFuzzer's coverage: the unit tests and
@@ -27,12 +29,12 @@ build_and_install "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 (cd "$BUILD" && ctest --output-on-failure -j2)
 [ "${QREXEC_TESTS_QUICK:-0}" = 1 ] && exit 0
 
-# The Debian packages of QREXEC_PACKAGES=1 tools/setup.sh, when built: lintian,
-# contents, integration tests against the programs at their installed paths.
-if ls build-deb/*.deb >/dev/null 2>&1; then
-  echo "== 1b. Debian packages (build-deb)"
+echo "== 1b. Debian packages: build (-O0), lintian, installed-layout tests (build-deb)"
+# -O0: this build checks the packaging (paths, dependencies, conffiles, lintian) and
+# the programs at their installed paths, and costs a third of an optimised one.
+DEB_BUILD_OPTIONS="noopt noautodbgsym" tools/build-packages.sh
+QREXEC_STANDIN_LIB="$(cd "$BUILD" && pwd)/xen-standin-lib" \
   /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/packaging/test_packages.py
-fi
 
 if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
   echo "== 2. integration tests as nobody"
