@@ -161,8 +161,8 @@ class Pump {
             }
         }
         if (!to_vchan_.empty()) {
-            if (vchan_gone_) {
-                to_vchan_.refill(0);
+            if (vchan_gone_ || write_failed_) {
+                to_vchan_.refill(0); // nobody reads it any more
                 return progress;
             }
             int space = libxenvchan_buffer_space(vchan_.get());
@@ -174,7 +174,9 @@ class Pump {
                     to_vchan_.begin += static_cast<size_t>(n);
                     progress = true;
                 } else if (n < 0) {
-                    vchan_gone_ = true;
+                    // The peer closed: our writes are over, but what it sent before
+                    // closing may still be unread; vchan_to_local drains it to the end.
+                    write_failed_ = true;
                     to_vchan_.refill(0);
                 }
             }
@@ -199,7 +201,8 @@ class Pump {
     io::Fd local_;
     Buffer to_local_;
     Buffer to_vchan_;
-    bool vchan_gone_ = false;
+    bool vchan_gone_ = false;   // nothing more to read from the vchan
+    bool write_failed_ = false; // writes to the vchan fail (peer closed)
     bool local_eof_ = false;
     std::thread thread_;
 };

@@ -120,8 +120,9 @@ struct Vchan {
     int event = -1; // epoll fd: fd_for_select
     int tick = -1;
     bool conn_watched = false;
-    bool peer_closed = false;
-    std::string path; // server: our socket file, unlinked at close if still ours
+    bool peer_closed = false;  // read EOF: what arrived before it is still in inbox
+    bool write_failed = false; // the peer stopped reading; our writes fail, reads go on
+    std::string path;          // server: our socket file, unlinked at close if still ours
     ino_t inode = 0;
     std::deque<char> inbox;
 };
@@ -394,6 +395,7 @@ int libxenvchan_recv(struct libxenvchan* ctrl, void* data, size_t size) {
 
 int libxenvchan_write(struct libxenvchan* ctrl, const void* data, size_t size) {
     Vchan* v = state(ctrl);
+    if (v->write_failed) return -1;
     int free_bytes;
     while ((free_bytes = space(v)) == 0) {
         if (connected_state(v) != 1) return -1;
@@ -410,7 +412,9 @@ int libxenvchan_write(struct libxenvchan* ctrl, const void* data, size_t size) {
             ::poll(&p, 1, -1);
             continue;
         }
-        v->peer_closed = true;
+        // Like Xen's ring: a closed peer fails our writes, but what it wrote before
+        // closing stays readable.
+        v->write_failed = true;
         return -1;
     }
 }
