@@ -9,10 +9,7 @@
 
 using namespace std::string_literals;
 using namespace qrexec::qubesd;
-using qrexec::qubesd::testing::FakeAnswer;
-using qrexec::qubesd::testing::FakeQubesd;
-using qrexec::qubesd::testing::contains;
-using qrexec::qubesd::testing::reply;
+using namespace qrexec::qubesd::fixtures;
 
 TEST(QubesdCall, SuccessSendsTheExactRequest) {
     FakeQubesd qubesd([](const std::string&) { return reply("0\0disp42"s); });

@@ -20,7 +20,7 @@
 
 #include <gtest/gtest.h>
 
-namespace qrexec::qubesd::testing {
+namespace qrexec::qubesd::fixtures {
 
 struct FakeAnswer {
     enum class Kind {
@@ -129,4 +129,4 @@ class FakeQubesd {
     std::thread thread_;
 };
 
-} // namespace qrexec::qubesd::testing
+} // namespace qrexec::qubesd::fixtures
