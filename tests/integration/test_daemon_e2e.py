@@ -13,17 +13,8 @@ import pytest
 
 from daemon_helpers import (
     MSG_DATA_EXIT_CODE, MSG_DATA_STDERR, MSG_DATA_STDIN, MSG_DATA_STDOUT, MSG_HELLO,
-    MSG_SERVICE_CONNECT, DEFAULT_TIMEOUT, Stream, allow_reply, bin_path, frame, have_bin, qenv,
-    trigger4, wait_for)  # noqa: F401
-
-
-def write_service(directory, name, body):
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, name)
-    with open(path, "w") as f:
-        f.write("#!/bin/sh\n" + body + "\n")
-    os.chmod(path, 0o755)
-    return path
+    MSG_SERVICE_CONNECT, DEFAULT_TIMEOUT, RealVm, Stream, allow_reply, bin_path, frame, have_bin,
+    qenv, trigger4, wait_for, write_service)  # noqa: F401
 
 
 def serve_data_vchan(vchan_dir, server_domain, client_domain, port):
@@ -77,38 +68,6 @@ def need_vm_binaries():
         bin_path(name)  # fails the test when missing
 
 
-class RealVm:
-    def __init__(self, qenv, domid, name, services, dom0_services=None):
-        self.qenv = qenv
-        self.domid = domid
-        self.name = name
-        self.trigger = os.path.join(qenv.root, f"agent-{domid}.sock")
-        env = dict(qenv.env, VCHAN_DOMAIN=str(domid), QREXEC_SERVICE_PATH=services)
-        self.env = env
-        self.agent_log = open(os.path.join(qenv.root, f"agent-{name}.stderr"), "w")
-        self.agent = subprocess.Popen([bin_path("qrexec-agent"), "-a", self.trigger, "-S"],
-                                      env=env, stdin=subprocess.DEVNULL, stdout=self.agent_log,
-                                      stderr=self.agent_log)
-        self.daemon = qenv.daemon(
-            domid, name, extra_env={"QREXEC_SERVICE_PATH": dom0_services or services})
-        self.daemon.wait_socket(timeout=20)
-        wait_for(lambda: os.path.exists(self.trigger), what=f"agent socket of {name}")
-
-    def call(self, target, service, data=b"", timeout=60):
-        return subprocess.run([bin_path("qrexec-client-vm"), "-a", self.trigger, target, service],
-                              env=self.env, input=data, capture_output=True, timeout=timeout)
-
-    def stop(self):
-        if self.agent.poll() is None:
-            self.agent.terminate()
-            try:
-                self.agent.wait(DEFAULT_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.agent.kill()
-                self.agent.wait()
-        self.agent_log.close()
-
-
 @pytest.fixture
 def two_vms(qenv):
     need_vm_binaries()
@@ -130,8 +89,9 @@ def two_vms(qenv):
         return allow_reply(target, user=getpass.getuser())
 
     qenv.policy_server(policy)
-    vms = [RealVm(qenv, 5, "work", services, dom0_services),
-           RealVm(qenv, 6, "vault", services, dom0_services)]
+    dom0_env = {"extra_env": {"QREXEC_SERVICE_PATH": dom0_services}}
+    vms = [RealVm(qenv, 5, "work", services, daemon_kwargs=dom0_env),
+           RealVm(qenv, 6, "vault", services, daemon_kwargs=dom0_env)]
     try:
         yield vms
     finally:

@@ -328,7 +328,7 @@ def test_env_switch_and_system_info_from_qubesd(qenv, pol):
 def test_vm_to_vm_with_real_agent_and_client_vm(qenv, pol):
     for name in ("qrexec-agent", "qrexec-client-vm"):
         bin_path(name)  # fails the test when missing
-    from test_daemon_e2e import RealVm, write_service
+    from daemon_helpers import RealVm, write_service
     services = os.path.join(qenv.root, "vm-rpc")
     write_service(services, "qubes.Echo", 'echo "from=$QREXEC_REMOTE_DOMAIN"; cat')
     me = getpass.getuser()
