@@ -61,6 +61,14 @@ struct Expected {
 // Plain, --just-evaluate, --assume-yes-for-ask, both.
 using FourModes = std::array<Expected, 4>;
 
+// An allow that no mode changes: the full answer, or "result=allow" when just evaluating;
+// `log` is the decision line up to its closing parenthesis.
+FourModes allowed_in_every_mode(const std::string& full, const std::string& log) {
+    Expected plain{full, 0, log + ")"};
+    Expected just{"result=allow", 0, log + " (just evaluate))"};
+    return {plain, just, plain, just};
+}
+
 std::string allow_answer(std::initializer_list<std::string> items) {
     return lines(items);
 }
@@ -115,8 +123,7 @@ TEST_F(Errata, E1_UuidIntendedTargetIsPrintedAsWritten) {
                       "autostart=True", "requested_target=" + uuid});
     std::string log = "t.S+: work -> " + uuid + ": allowed (allowed by policy " + at(1);
     check("t.S * @anyvm @anyvm allow\n", req("work", uuid, "t.S"),
-          {Expected{full, 0, log + ")"}, Expected{"result=allow", 0, log + " (just evaluate))"},
-           Expected{full, 0, log + ")"}, Expected{"result=allow", 0, log + " (just evaluate))"}});
+          allowed_in_every_mode(full, log));
 }
 
 TEST_F(Errata, E1_DispvmUuidIntendedTargetIsPrintedAsWritten) {
@@ -126,8 +133,7 @@ TEST_F(Errata, E1_DispvmUuidIntendedTargetIsPrintedAsWritten) {
                       "autostart=True", "requested_target=" + target});
     std::string log = "t.S+: work -> " + target + ": allowed (allowed by policy " + at(1);
     check("t.S * @anyvm @anyvm allow\n", req("work", target, "t.S"),
-          {Expected{full, 0, log + ")"}, Expected{"result=allow", 0, log + " (just evaluate))"},
-           Expected{full, 0, log + ")"}, Expected{"result=allow", 0, log + " (just evaluate))"}});
+          allowed_in_every_mode(full, log));
 }
 
 TEST_F(Errata, E1_UuidRedirectIsPrintedAsWrittenAndDispvmByTemplateName) {
@@ -137,16 +143,14 @@ TEST_F(Errata, E1_UuidRedirectIsPrintedAsWrittenAndDispvmByTemplateName) {
                       "autostart=True", "requested_target=@default"});
     std::string log = "t.S+: work -> " + uuid + ": allowed (allowed by policy " + at(1);
     check("t.S * @anyvm @default allow target=" + uuid + "\n", req("work", "", "t.S"),
-          {Expected{full, 0, log + ")"}, Expected{"result=allow", 0, log + " (just evaluate))"},
-           Expected{full, 0, log + ")"}, Expected{"result=allow", 0, log + " (just evaluate))"}});
+          allowed_in_every_mode(full, log));
 
     std::string disp = allow_answer({"user=DEFAULT", "result=allow", "target=@dispvm:dvm-tpl",
                                      std::string("target_uuid=@dispvm:uuid:") + kDvmTpl,
                                      "autostart=True", "requested_target=@dispvm"});
     std::string dlog = "t.S+: work -> @dispvm:dvm-tpl: allowed (allowed by policy " + at(1);
     check("t.S * @anyvm @dispvm allow\n", req("work", "@dispvm", "t.S"),
-          {Expected{disp, 0, dlog + ")"}, Expected{"result=allow", 0, dlog + " (just evaluate))"},
-           Expected{disp, 0, dlog + ")"}, Expected{"result=allow", 0, dlog + " (just evaluate))"}});
+          allowed_in_every_mode(disp, dlog));
 }
 
 // ---- Errata 2: loopback is a string comparison --------------------------------------
@@ -158,8 +162,7 @@ TEST_F(Errata, E2_OwnUuidIsNotLoopback) {
                       "autostart=True", "requested_target=" + uuid});
     std::string log = "t.S+: work -> " + uuid + ": allowed (allowed by policy " + at(1);
     check("t.S * @anyvm @anyvm allow\n", req("work", uuid, "t.S"),
-          {Expected{full, 0, log + ")"}, Expected{"result=allow", 0, log + " (just evaluate))"},
-           Expected{full, 0, log + ")"}, Expected{"result=allow", 0, log + " (just evaluate))"}});
+          allowed_in_every_mode(full, log));
 }
 
 TEST_F(Errata, E2_DisposableOfTheSourceIsNotLoopback) {
@@ -168,8 +171,7 @@ TEST_F(Errata, E2_DisposableOfTheSourceIsNotLoopback) {
                                      "autostart=True", "requested_target=@dispvm:dvm-tpl"});
     std::string log = "t.S+: dvm-tpl -> @dispvm:dvm-tpl: allowed (allowed by policy " + at(1);
     check("t.S * @anyvm @anyvm allow\n", req("dvm-tpl", "@dispvm:dvm-tpl", "t.S"),
-          {Expected{full, 0, log + ")"}, Expected{"result=allow", 0, log + " (just evaluate))"},
-           Expected{full, 0, log + ")"}, Expected{"result=allow", 0, log + " (just evaluate))"}});
+          allowed_in_every_mode(full, log));
 }
 
 TEST_F(Errata, E2_Dom0RedirectedToAdminvmIsLoopback) {
@@ -278,8 +280,7 @@ TEST_F(Errata, E8_RemoteVmServiceLineNamesTheRemoteQube) {
          "autostart=True", "requested_target=@default", "service=qubesair.SSHProxy+far+t.S+"});
     std::string log = "t.S+: work -> far: allowed (allowed by policy " + at(1);
     check("t.S * @anyvm @default allow target=far user=u\n", req("work", "", "t.S"),
-          {Expected{full, 0, log + ")"}, Expected{"result=allow", 0, log + " (just evaluate))"},
-           Expected{full, 0, log + ")"}, Expected{"result=allow", 0, log + " (just evaluate))"}});
+          allowed_in_every_mode(full, log));
 }
 
 // ---- Errata 9: ask target= offers exactly that target ---------------------------------
