@@ -90,6 +90,7 @@ if(QREXEC_VCHAN STREQUAL "socket" AND QREXEC_TESTS AND NOT QREXEC_SANITIZE
                    tests/integration/test_daemon_e2e.py
                    tests/integration/test_client_vm_calls.py
                    tests/integration/test_client_dom0_to_vm.py
+                   tests/integration/test_fork_server_calls.py
            WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(integration_xen_standin PROPERTIES
     ENVIRONMENT "QREXEC_BIN_DIR=${CMAKE_BINARY_DIR}/xen-standin" TIMEOUT 900)

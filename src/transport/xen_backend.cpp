@@ -135,6 +135,7 @@ class Pump {
                 vchan_gone_ = true;
             }
         }
+        if (local_write_failed_) to_local_.refill(0); // keep the vchan drained, drop it
         if (!to_local_.empty()) {
             ssize_t n = ::send(local_.get(), to_local_.pending(), to_local_.pending_size(),
                                MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -142,8 +143,11 @@ class Pump {
                 to_local_.begin += static_cast<size_t>(n);
                 progress = true;
             } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-                to_local_.refill(0); // the caller is gone; nobody reads this any more
-                local_eof_ = true;
+                // The caller closed its end: nobody reads this any more. What it
+                // wrote before closing is still queued for us, so its EOF comes
+                // from recv, not from here.
+                to_local_.refill(0);
+                local_write_failed_ = true;
             }
         }
         return progress;
@@ -203,7 +207,8 @@ class Pump {
     Buffer to_vchan_;
     bool vchan_gone_ = false;   // nothing more to read from the vchan
     bool write_failed_ = false; // writes to the vchan fail (peer closed)
-    bool local_eof_ = false;
+    bool local_eof_ = false;          // the caller closed its end and we read it all
+    bool local_write_failed_ = false; // the caller no longer reads what the vchan sends
     std::thread thread_;
 };
 

@@ -32,11 +32,10 @@ PROGRAM_PATHS = {
 XEN_PROGRAMS = ("qrexec-agent", "qrexec-client-vm", "qrexec-fork-server", "qrexec-daemon",
                 "qrexec-client")
 LAB_DIR = "usr/lib/qrexec-cpp/lab"
-# The integration tests run against the installed programs. Not
-# test_fork_server_calls.py nor test_client_dom0_to_vm.py: results lost now and
-# then over the Xen stand-in (docs/XEN.md, known issues; issue 12 is open for it).
+# The integration tests run against the installed programs.
 INSTALLED_SUITE = ("test_agent_flows.py", "test_client_vm_calls.py", "test_daemon_basic.py",
-                   "test_client_real_daemon.py", "test_policy_exec.py")
+                   "test_client_real_daemon.py", "test_policy_exec.py",
+                   "test_fork_server_calls.py", "test_client_dom0_to_vm.py")
 # The lab as packaged (its socket copies in LAB_DIR).
 LAB_SUITE = ("test_lab_calls.py", "test_remote_lab.py")
 

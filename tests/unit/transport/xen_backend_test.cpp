@@ -6,7 +6,9 @@
 #include "transport/xen_backend.h"
 
 #include <gtest/gtest.h>
+#include <linux/sockios.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -14,6 +16,7 @@
 
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -187,6 +190,47 @@ TEST_F(XenStandin, PeerCloseGivesEofAfterItsLastBytesAndWritesFail) {
     iovec iov{more.data(), more.size()};
     EXPECT_EQ(channel->writev(&iov, 1), -1);
     EXPECT_EQ(errno, EPIPE);
+}
+
+// A handler that refuses a call writes its exit code and closes without reading
+// the caller's input. The pump then fails to hand the caller's bytes over, and
+// must still forward what was written before the close (it once took the failed
+// hand-over for the end of our writes and dropped the exit code).
+TEST_F(XenStandin, CloseWithUnreadInputStillDeliversWhatWasWritten) {
+    constexpr size_t kFlood = 1 << 20;
+    for (int round = 0; round < 8; ++round) {
+        SCOPED_TRACE(round);
+        XenBackend backend;
+        int port = 520 + round;
+        auto server = backend.listen(2, port, 4096);
+        ASSERT_TRUE(server);
+        pid_t child = run_as_domain(2, [port] {
+            XenBackend peer;
+            auto channel = peer.connect(1, port, 20000);
+            if (!channel) return 10;
+            // Fails once the far side has closed; only what we receive matters.
+            (void)channel->send_all(pattern(kFlood, 3), 20000);
+            std::vector<std::byte> received;
+            if (!read_to_eof(*channel, received)) return 12;
+            std::string got(reinterpret_cast<const char*>(received.data()), received.size());
+            return got == "exit-code" ? 0 : 13;
+        });
+        auto channel = server->wait_for_client(20000);
+        ASSERT_TRUE(channel);
+        // Wait until the pump has filled our end with the peer's input and is
+        // holding more of it that it cannot hand over.
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+        for (int queued = 0; queued < (64 << 10);) {
+            ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "queued " << queued;
+            pollfd p{channel->fd(), POLLIN, 0};
+            ASSERT_GT(::poll(&p, 1, 20000), 0);
+            ASSERT_EQ(::ioctl(channel->fd(), SIOCINQ, &queued), 0);
+        }
+        std::string last = "exit-code";
+        ASSERT_TRUE(channel->send_all(std::as_bytes(std::span(last)), 20000));
+        channel.reset();
+        EXPECT_EQ(exit_status(child), 0);
+    }
 }
 
 TEST_F(XenStandin, ConnectTimesOutWithoutServerAndRefusesLoopback) {
