@@ -205,8 +205,8 @@ class Pump {
     io::Fd local_;
     Buffer to_local_;
     Buffer to_vchan_;
-    bool vchan_gone_ = false;   // nothing more to read from the vchan
-    bool write_failed_ = false; // writes to the vchan fail (peer closed)
+    bool vchan_gone_ = false;         // nothing more to read from the vchan
+    bool write_failed_ = false;       // writes to the vchan fail (peer closed)
     bool local_eof_ = false;          // the caller closed its end and we read it all
     bool local_write_failed_ = false; // the caller no longer reads what the vchan sends
     std::thread thread_;

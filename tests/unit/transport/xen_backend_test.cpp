@@ -8,8 +8,8 @@
 #include <gtest/gtest.h>
 #include <linux/sockios.h>
 #include <poll.h>
-#include <sys/ioctl.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
