@@ -169,3 +169,77 @@ def test_lab_as_installed(root):
     assert os.path.realpath(root / "usr/bin/qrexec-lab") == str(root / LAB_DIR / "qrexec-lab")
     # The multi-host lab needs root (network namespaces): its only skip.
     run_integration(LAB_SUITE, allow_skips=os.geteuid() != 0, QREXEC_BIN_DIR=str(root / LAB_DIR))
+
+
+# ------------------------------------------------- a real dpkg install, thrown away
+
+OVERLAY_SCRIPT = r"""
+set -e
+mount -t overlay overlay -o "lowerdir=/,upperdir=$1/upper,workdir=$1/work" "$1/merged"
+mount -t proc proc "$1/merged/proc"
+mount --rbind /dev "$1/merged/dev"
+exec chroot "$1/merged" /bin/sh -s
+"""
+
+
+def in_overlay_of_this_machine(script, debs):
+    """Runs `script` (sh) as root in a chroot of this machine's root file system
+    seen through an overlay in a private mount namespace: dpkg and the
+    maintainer scripts really run, and everything they change is thrown away
+    when the namespace ends. The packages are at /debs/ inside."""
+    scratch = Path(tempfile.mkdtemp(prefix="qrexec-dpkg-"))
+    try:
+        for name in ("upper", "work", "merged", "upper/debs"):
+            (scratch / name).mkdir()
+        for package in debs:
+            shutil.copy(package, scratch / "upper/debs")
+        result = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                 OVERLAY_SCRIPT, "sh", str(scratch)],
+                                input="set -eu\n" + script, capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        return result.stdout
+    finally:
+        shutil.rmtree(scratch)
+
+
+def marker_lines(out, key):
+    return [line.split("=", 1)[1] for line in out.splitlines() if line.startswith(key + "=")]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dpkg -i and mounts need root")
+def test_install_upgrade_remove_purge_with_dpkg():
+    debs = [deb("qrexec-cpp-vm"), deb("qrexec-cpp-dom0")]
+    wants = "/etc/systemd/system/multi-user.target.wants"
+    out = in_overlay_of_this_machine(f"""
+        rm -f /var/lib/man-db/auto-update   # man-db's trigger: slow, and not ours to test
+        dpkg -i /debs/*.deb >/dev/null
+        echo "status=$(dpkg-query -W -f='${{Status}}' qrexec-cpp-vm)"
+        echo "agent-enabled=$(test -L {wants}/qubes-qrexec-agent.service && echo yes || echo no)"
+        echo "policy-enabled=$(test -e {wants}/qubes-qrexec-policy-daemon.service && echo yes || echo no)"
+        echo "unresolved=$(ldd /usr/lib/qubes/qrexec-agent /usr/sbin/qrexec-daemon | grep -c 'not found' || true)"
+        echo "# edited by the admin" >> /etc/pam.d/qrexec
+        dpkg -i /debs/*.deb >/dev/null   # the same version again: an upgrade in place
+        echo "kept-after-upgrade=$(grep -c 'edited by the admin' /etc/pam.d/qrexec)"
+        dpkg -r qrexec-cpp-vm qrexec-cpp-dom0 >/dev/null
+        echo "agent-after-remove=$(test -e /usr/lib/qubes/qrexec-agent && echo yes || echo no)"
+        echo "conffile-after-remove=$(grep -c 'edited by the admin' /etc/pam.d/qrexec)"
+        dpkg -P qrexec-cpp-vm qrexec-cpp-dom0 >/dev/null
+        echo "conffile-after-purge=$(test -e /etc/pam.d/qrexec && echo yes || echo no)"
+        echo "enabled-after-purge=$(ls {wants} | grep -c qrexec || true)"
+        echo "status-after-purge=$(dpkg-query -W -f='${{Status}}' qrexec-cpp-vm 2>&1 || true)"
+    """, debs)
+    assert marker_lines(out, "status") == ["install ok installed"], out
+    # Enabled in a template (started at its next boot), never started now.
+    assert marker_lines(out, "agent-enabled") == ["yes"], out
+    assert marker_lines(out, "policy-enabled") == ["no"], out
+    # Depends: pulled in every library the real (Xen) programs need.
+    assert marker_lines(out, "unresolved") == ["0"], out
+    # A conffile the admin edited survives an upgrade and a remove; purge removes it.
+    assert marker_lines(out, "kept-after-upgrade") == ["1"], out
+    assert marker_lines(out, "agent-after-remove") == ["no"], out
+    assert marker_lines(out, "conffile-after-remove") == ["1"], out
+    assert marker_lines(out, "conffile-after-purge") == ["no"], out
+    assert marker_lines(out, "enabled-after-purge") == ["0"], out
+    assert "not installed" in marker_lines(out, "status-after-purge")[0] or \
+        "no packages found" in marker_lines(out, "status-after-purge")[0], out
