@@ -134,21 +134,19 @@ std::optional<std::string> run_ask_command(const std::string& command, const Ask
 
 AskProcess::AskProcess(io::EventLoop& loop, const std::string& command, const AskState& state,
                        const SystemInfo& system, Done done, std::chrono::milliseconds timeout)
-    : loop_(loop), state_(state), done_(std::move(done)) {
+    : loop_(loop), state_(state), done_(std::move(done)), timer_(loop) {
     child_ = start_command(command, state, system, out_);
     io::set_nonblocking(out_.get());
-    loop_.watch(out_.get(), EPOLLIN, [this](uint32_t) { on_readable(); });
-    timer_ = loop_.add_timer(timeout, [this] {
-        timer_ = 0;
+    out_watch_ = io::Watch(loop_, out_.get(), EPOLLIN, [this](uint32_t) { on_readable(); });
+    timer_.start(timeout, [this] {
         QLOG("ask command timed out, denying");
         finish(std::nullopt);
     });
 }
 
 AskProcess::~AskProcess() {
-    if (out_) loop_.unwatch(out_.get());
-    if (child_.exit_fd() >= 0 && loop_.watching(child_.exit_fd())) loop_.unwatch(child_.exit_fd());
-    if (timer_) loop_.cancel_timer(timer_);
+    out_watch_.reset();
+    exit_watch_.reset();
     if (child_.running()) {
         ::kill(child_.pid(), SIGKILL);
         child_.wait();
@@ -172,11 +170,11 @@ void AskProcess::on_readable() {
         }
         break; // EOF or error
     }
-    loop_.unwatch(out_.get());
+    out_watch_.reset();
     out_.reset();
     // The command closed its stdout; wait for its exit status without blocking.
     if (child_.exit_fd() >= 0 && !child_.try_wait()) {
-        loop_.watch(child_.exit_fd(), EPOLLIN, [this](uint32_t) { on_exit(); });
+        exit_watch_ = io::Watch(loop_, child_.exit_fd(), EPOLLIN, [this](uint32_t) { on_exit(); });
         return;
     }
     on_exit();
@@ -185,7 +183,7 @@ void AskProcess::on_readable() {
 void AskProcess::on_exit() {
     auto status = child_.try_wait();
     if (!status) status = child_.wait(); // no pidfd: the command has closed stdout
-    if (child_.exit_fd() >= 0 && loop_.watching(child_.exit_fd())) loop_.unwatch(child_.exit_fd());
+    exit_watch_.reset();
     if (*status != 0) {
         QLOG("ask command failed (exit status {}), denying", *status);
         finish(std::nullopt);
@@ -197,10 +195,7 @@ void AskProcess::on_exit() {
 void AskProcess::finish(std::optional<std::string> choice) {
     if (finished_) return;
     finished_ = true;
-    if (timer_) {
-        loop_.cancel_timer(timer_);
-        timer_ = 0;
-    }
+    timer_.cancel();
     // done_ may destroy this object: move it out first.
     Done done = std::move(done_);
     done(std::move(choice));

@@ -11,6 +11,7 @@
 
 #include "io/event_loop.h"
 #include "io/process.h"
+#include "io/watch.h"
 #include "policy/engine.h"
 
 #include <chrono>
@@ -60,7 +61,9 @@ class AskProcess {
     io::Child child_;
     io::Fd out_;
     std::string reply_;
-    io::EventLoop::TimerId timer_ = 0;
+    io::Timer timer_;
+    io::Watch out_watch_;  // destroyed before out_ closes
+    io::Watch exit_watch_; // the command's exit, once its stdout closed
     bool finished_ = false;
 };
 

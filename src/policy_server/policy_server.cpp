@@ -24,6 +24,7 @@ constexpr size_t kPolicyReadChunk = 4096;
 } // namespace
 
 struct PolicyDaemon::Client {
+    explicit Client(io::EventLoop& loop) : timer(loop) {}
     io::Fd fd;
     Kind kind;
     SocketRequestParser parser;
@@ -34,22 +35,14 @@ struct PolicyDaemon::Client {
     std::shared_ptr<const Policy> policy; // snapshot used for this request
     std::shared_ptr<const SystemInfo> system;
     std::unique_ptr<AskProcess> ask;
-    io::EventLoop::TimerId timer = 0;
+    io::Timer timer;
+    io::Watch watch; // destroyed first, while fd is still open
 };
 
 PolicyDaemon::PolicyDaemon(io::EventLoop& loop, DaemonConfig config)
     : loop_(loop), config_(std::move(config)) {}
 
-PolicyDaemon::~PolicyDaemon() {
-    for (auto& [fd, client] : clients_) {
-        client->ask.reset();
-        if (client->timer) loop_.cancel_timer(client->timer);
-        loop_.unwatch(fd);
-    }
-    for (io::Fd* sock : {&policy_sock_, &eval_sock_, &gui_sock_})
-        if (*sock) loop_.unwatch(sock->get());
-    if (cache_ && cache_->watch_fd() >= 0) loop_.unwatch(cache_->watch_fd());
-}
+PolicyDaemon::~PolicyDaemon() = default;
 
 io::Fd PolicyDaemon::listen_on(const std::string& path) {
     io::Fd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
@@ -75,29 +68,31 @@ void PolicyDaemon::start() {
     cache_config.watch = true;
     cache_ = std::make_unique<PolicyCache>(std::move(cache_config));
     if (cache_->watch_fd() >= 0)
-        loop_.watch(cache_->watch_fd(), EPOLLIN, [this](uint32_t) { cache_->on_watch_readable(); });
-    policy_sock_ = listen_on(config_.socket_path);
-    int fd = policy_sock_.get();
-    loop_.watch(fd, EPOLLIN, [this, fd](uint32_t) { accept_clients(fd, Kind::PolicySocket); });
+        cache_watch_ = io::Watch(loop_, cache_->watch_fd(), EPOLLIN,
+                                 [this](uint32_t) { cache_->on_watch_readable(); });
+    listen_and_accept(policy_sock_, config_.socket_path, Kind::PolicySocket);
     struct Extra {
         const std::string& path;
-        io::Fd& sock;
+        Listener& listener;
         Kind kind;
     };
     for (Extra e : {Extra{config_.eval_socket_path, eval_sock_, Kind::EvalSimple},
                     Extra{config_.gui_socket_path, gui_sock_, Kind::EvalGUI}}) {
         if (e.path.empty()) continue;
         try {
-            e.sock = listen_on(e.path);
+            listen_and_accept(e.listener, e.path, e.kind);
         } catch (const std::exception& ex) {
             // The services are optional extras; the main socket is what qrexec needs.
             QLOG("warning: {} (service disabled)", ex.what());
-            continue;
         }
-        int sfd = e.sock.get();
-        Kind kind = e.kind;
-        loop_.watch(sfd, EPOLLIN, [this, sfd, kind](uint32_t) { accept_clients(sfd, kind); });
     }
+}
+
+void PolicyDaemon::listen_and_accept(Listener& listener, const std::string& path, Kind kind) {
+    listener.sock = listen_on(path);
+    int fd = listener.sock.get();
+    listener.watch =
+        io::Watch(loop_, fd, EPOLLIN, [this, fd, kind](uint32_t) { accept_clients(fd, kind); });
 }
 
 void PolicyDaemon::accept_clients(int listen_fd, Kind kind) {
@@ -113,23 +108,20 @@ void PolicyDaemon::accept_clients(int listen_fd, Kind kind) {
             QLOG("too many clients, dropping a connection");
             continue;
         }
-        auto client = std::make_unique<Client>();
+        auto client = std::make_unique<Client>(loop_);
         client->fd = std::move(client_fd);
         client->kind = kind;
-        client->timer = loop_.add_timer(config_.client_timeout, [this, fd] {
-            auto it = clients_.find(fd);
-            if (it == clients_.end()) return;
-            it->second->timer = 0;
+        client->timer.start(config_.client_timeout, [this, fd] {
             QLOG("client timed out");
             drop(fd);
         });
-        clients_[fd] = std::move(client);
-        loop_.watch(fd, EPOLLIN, [this, fd](uint32_t events) {
+        client->watch = io::Watch(loop_, fd, EPOLLIN, [this, fd](uint32_t events) {
             if (events & EPOLLOUT)
                 on_client_writable(fd);
             else
                 on_client_readable(fd, events);
         });
+        clients_[fd] = std::move(client);
     }
 }
 
@@ -147,7 +139,7 @@ void PolicyDaemon::on_client_readable(int fd, uint32_t events) {
         char dummy[kPolicyReadChunk];
         ssize_t n = ::recv(fd, dummy, sizeof dummy, 0);
         if (n == 0)
-            loop_.modify(fd, 0);
+            c.watch.modify(0);
         else if (n < 0 && errno != EAGAIN && errno != EINTR)
             drop(fd);
         return;
@@ -291,7 +283,7 @@ void PolicyDaemon::on_client_writable(int fd) {
         ssize_t n = ::send(fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            loop_.modify(fd, EPOLLOUT);
+            c.watch.modify(EPOLLOUT);
             return;
         }
         if (n < 0) break; // the client went away
@@ -301,13 +293,7 @@ void PolicyDaemon::on_client_writable(int fd) {
 }
 
 void PolicyDaemon::drop(int fd) {
-    auto it = clients_.find(fd);
-    if (it == clients_.end()) return;
-    std::unique_ptr<Client> client = std::move(it->second);
-    clients_.erase(it);
-    if (client->timer) loop_.cancel_timer(client->timer);
-    loop_.unwatch(fd);
-    // client (fd, AskProcess) is destroyed here.
+    clients_.erase(fd); // its watch, timer, prompt and fd end with it
 }
 
 } // namespace qrexec::policy

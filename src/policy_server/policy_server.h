@@ -6,6 +6,7 @@
 
 #include "io/event_loop.h"
 #include "io/fd.h"
+#include "io/watch.h"
 #include "policy/cache.h"
 #include "policy/engine.h"
 #include "policy_server/ask.h"
@@ -49,7 +50,13 @@ class PolicyDaemon {
     enum class Kind { PolicySocket, EvalSimple, EvalGUI };
     struct Client;
 
+    struct Listener {
+        io::Fd sock;
+        io::Watch watch; // destroyed first, while sock is still open
+    };
+
     io::Fd listen_on(const std::string& path);
+    void listen_and_accept(Listener& listener, const std::string& path, Kind kind);
     void accept_clients(int listen_fd, Kind kind);
     void on_client_readable(int fd, uint32_t events);
     void on_client_writable(int fd);
@@ -61,7 +68,8 @@ class PolicyDaemon {
     io::EventLoop& loop_;
     DaemonConfig config_;
     std::unique_ptr<PolicyCache> cache_; // created by start()
-    io::Fd policy_sock_, eval_sock_, gui_sock_;
+    io::Watch cache_watch_;
+    Listener policy_sock_, eval_sock_, gui_sock_;
     std::map<int, std::unique_ptr<Client>> clients_;
 };
 
