@@ -44,8 +44,8 @@ struct StatePaths {
     std::string empty_dir() const { return root + "/empty"; }
 };
 
-// --state-dir, else $QREXEC_LAB_STATE_DIR, else $XDG_RUNTIME_DIR/qrexec-lab, else
-// /tmp/qrexec-lab-$UID.
+// --state-dir, else $QREXEC_LAB_STATE_DIR, else /run/qrexec-lab for root, else
+// $XDG_RUNTIME_DIR/qrexec-lab, else /tmp/qrexec-lab-$UID.
 std::string default_state_dir();
 
 // The binaries a lab drives, resolved once by `up` and kept in lab.json.

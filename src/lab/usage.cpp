@@ -27,7 +27,8 @@ commands:
   help [COMMAND]        help for one command
 
 The state dir (sockets, pids, logs) is --state-dir, else $QREXEC_LAB_STATE_DIR,
-else $XDG_RUNTIME_DIR/qrexec-lab, else /tmp/qrexec-lab-$UID.
+else /run/qrexec-lab for root, else $XDG_RUNTIME_DIR/qrexec-lab, else
+/tmp/qrexec-lab-$UID.
 Binaries are found in $QREXEC_LAB_BIN_DIR, else next to qrexec-lab.
 )";
 
