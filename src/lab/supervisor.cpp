@@ -87,6 +87,11 @@ class Supervisor {
         for (const auto& d : state_.lab.domains)
             inotify_add_watch(inotify_.get(), paths_.domain_run_dir(d.name).c_str(),
                               IN_CREATE | IN_MOVED_TO);
+        // sshd's pid file (a multi-host lab): unwatched, `up` took the whole 30 s deadline.
+        if (state_.lab.air.enabled())
+            inotify_add_watch(inotify_.get(),
+                              fs::path(state_.lab.air.sshd_pid_file).parent_path().c_str(),
+                              IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE);
 
         if (!open_tap(error)) return fail(error);
         if (!start_all(error)) return fail(error);
