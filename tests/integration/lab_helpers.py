@@ -139,11 +139,12 @@ def short_dir(prefix="ql-"):
 
 
 def domain_user(lab, name):
-    """The user `up` chose for a domain (lab.json)."""
+    """The user a domain runs as: `up`'s choice (lab.json), or the invoking user."""
     import json
 
     state = json.loads((lab.state / "lab.json").read_text())
-    return next(d["user"] for d in state["lab"]["domains"] if d["name"] == name)
+    user = next(d["user"] for d in state["lab"]["domains"] if d["name"] == name)
+    return user or state["invoking_user"]
 
 
 class Lab:
