@@ -105,7 +105,7 @@ bool socket_paths_fit(const StatePaths& paths, std::string& error) {
 bool stage_programs(const StatePaths& paths, const std::vector<std::string>& unrunnable,
                     Binaries& bin) {
     if (unrunnable.empty()) return true;
-    std::string dir = paths.root + "/bin";
+    std::string dir = paths.bin_dir();
     if (!make_dir(dir, 0755)) {
         fmt::print(stderr, "qrexec-lab: cannot create {}: {}\n", dir, std::strerror(errno));
         return false;

@@ -42,6 +42,8 @@ struct StatePaths {
     std::string asks_log() const { return root + "/asks.log"; }
     std::string ask_command() const { return root + "/ask-command"; }
     std::string empty_dir() const { return root + "/empty"; }
+    // Copies of the programs domains' users cannot run where they are installed.
+    std::string bin_dir() const { return root + "/bin"; }
 };
 
 // --state-dir, else $QREXEC_LAB_STATE_DIR, else /run/qrexec-lab for root, else

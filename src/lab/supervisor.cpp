@@ -34,7 +34,7 @@ using Clock = std::chrono::steady_clock;
 void remove_runtime_files(const StatePaths& paths) {
     std::error_code ec;
     for (const auto& dir : {paths.daemon_dir(), paths.vchan_dir(), paths.run_dir(), paths.ask_dir(),
-                            paths.empty_dir()})
+                            paths.empty_dir(), paths.bin_dir()})
         fs::remove_all(dir, ec);
     for (const auto& file :
          {paths.policy_socket(), paths.policy_tap_socket(), paths.root + "/policy.EvalSimple.sock",

@@ -65,6 +65,7 @@ def test_up_status_down(fake_lab):
     assert down.returncode == 0 and "down" in down.out
     for p in pids:
         assert not pid_alive(p), f"pid {p} survived down"
+    assert not (lab.state / "bin").exists()  # the copies go with the lab
     assert sockets_under(lab.state) == []
     assert not (lab.state / "supervisor.pid").exists()
     assert processes_with_env("QREXEC_LAB_STATE_DIR", str(lab.state)) == []
