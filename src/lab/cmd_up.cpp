@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 namespace qrexec::lab {
 namespace fs = std::filesystem;
@@ -117,11 +118,9 @@ bool stage_programs(const StatePaths& paths, const std::vector<std::string>& unr
         fs::remove(staged, ec);
         // A link shares the mode: only when the program is runnable by others already.
         struct stat st {};
-        if (stat(program->c_str(), &st) == 0 && (st.st_mode & 0111) == 0111)
-            fs::create_hard_link(*program, staged, ec);
-        else
-            ec = std::make_error_code(std::errc::operation_not_permitted);
-        if (ec) fs::copy_file(*program, staged, ec);
+        bool linkable = stat(program->c_str(), &st) == 0 && (st.st_mode & 0111) == 0111;
+        if (linkable) fs::create_hard_link(*program, staged, ec);
+        if (!linkable || ec) fs::copy_file(*program, staged, ec);
         if (ec || chmod(staged.c_str(), 0755) != 0) {
             fmt::print(stderr, "qrexec-lab: cannot copy {} to {}: {}\n", *program, staged,
                        ec ? ec.message() : std::strerror(errno));
@@ -130,6 +129,23 @@ bool stage_programs(const StatePaths& paths, const std::vector<std::string>& unr
         *program = staged;
     }
     return true;
+}
+
+// Who runs each domain, and whether they can (docs/LAB.md "Users"): prints the
+// warnings; returns the exit status when the lab must not start. `programs` run
+// as the domains' users; those some user cannot run land in `unrunnable`.
+std::optional<int> settle_domain_users(Lab& lab, const std::string& state_dir,
+                                       const std::vector<std::string>& programs,
+                                       std::vector<std::string>& unrunnable) {
+    std::string me = current_user_name();
+    if (auto errors = assign_domain_users(lab, getuid(), me); !errors.empty())
+        return print_diagnostics(errors);
+    auto access = check_domain_access(lab, me, state_dir, programs);
+    if (!access.errors.empty()) return print_diagnostics(access.errors);
+    for (const auto& warning : access.warnings)
+        fmt::print(stderr, "qrexec-lab: warning: {}\n", warning);
+    unrunnable = std::move(access.unrunnable);
+    return std::nullopt;
 }
 
 int start_lab(const Context& ctx, const Lab& lab) {
@@ -162,15 +178,10 @@ int start_lab(const Context& ctx, const Lab& lab) {
         return 1;
     }
     LabState state{lab, *bin, current_user_name(), getuid()};
-    // Who runs each domain, and whether they can, before anything starts.
-    if (auto errors = assign_domain_users(state.lab, state.invoking_uid, state.invoking_user);
-        !errors.empty())
-        return print_diagnostics(errors);
-    auto access = check_domain_access(state.lab, state.invoking_user, paths.root,
-                                      {bin->agent, bin->client_vm});
-    if (!access.errors.empty()) return print_diagnostics(access.errors);
-    for (const auto& warning : access.warnings)
-        fmt::print(stderr, "qrexec-lab: warning: {}\n", warning);
+    std::vector<std::string> unrunnable; // before anything starts
+    if (auto refused =
+            settle_domain_users(state.lab, paths.root, {bin->agent, bin->client_vm}, unrunnable))
+        return *refused;
     bool shared = lab_has_other_users(state);
     // Other users' agents must reach the vchan sockets and their own run dir.
     if (!make_dir(paths.root, shared ? 0711 : 0700) || !make_dir(paths.daemon_dir(), 0700) ||
@@ -181,7 +192,7 @@ int start_lab(const Context& ctx, const Lab& lab) {
                    std::strerror(errno));
         return 1;
     }
-    if (!stage_programs(paths, access.unrunnable, state.bin)) return 1;
+    if (!stage_programs(paths, unrunnable, state.bin)) return 1;
     for (const auto& d : state.lab.domains) {
         std::string dir = paths.domain_run_dir(d.name);
         make_dir(dir, 0755);
@@ -256,15 +267,10 @@ int cmd_check(const Context& ctx, const Args& args) {
     }
     auto result = load_and_check(file);
     if (!result.lab) return print_diagnostics(result.errors);
-    // The users' access too, as `up` would check it (programs aside: `up` copies those).
-    Lab& lab = *result.lab;
-    std::string me = current_user_name();
-    if (auto errors = assign_domain_users(lab, getuid(), me); !errors.empty())
-        return print_diagnostics(errors);
-    auto access = check_domain_access(lab, me, ctx.paths.root, {});
-    if (!access.errors.empty()) return print_diagnostics(access.errors);
-    for (const auto& warning : access.warnings)
-        fmt::print(stderr, "qrexec-lab: warning: {}\n", warning);
+    // The users' access too, as `up` checks it (programs aside: `up` copies those).
+    std::vector<std::string> unrunnable;
+    if (auto refused = settle_domain_users(*result.lab, ctx.paths.root, {}, unrunnable))
+        return *refused;
     fmt::print("{}: ok ({} domains)\n", result.lab->file, result.lab->domains.size());
     return 0;
 }
