@@ -47,6 +47,11 @@ daemon and, for each domain, a qrexec-agent and a qrexec-daemon. Returns once
 every socket is there (agents connected to their daemons), and prints the
 domains. If the lab is already up, says so and exits 0.
 
+Run as root, a domain without `user` runs as the owner of LAB, or as nobody
+when root owns it (user = "root" for root). Before starting anything, up
+checks as each such user that it can reach the domain's folders and the
+state dir, and refuses (exit status 2) naming the path and a fix.
+
 A lab file with [[host]] tables is a multi-host lab (needs root): each host is
 an ordinary lab in its own network namespace with its own sshd, and the other
 hosts' domains are RemoteVMs behind its relay (docs/REMOTE.md).
