@@ -3,9 +3,12 @@
 
 #include "io/fd.h"
 #include "io/process.h"
+#include "lab/domain_user.h"
 #include "lab/embedded.h"
 
+#include <pwd.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -56,6 +59,29 @@ void say(const std::string& text) {
     std::fflush(stdout);
 }
 
+// Run as root, the demo's domains run as `nobody` (root owns the lab file):
+// they must reach the temp folder and own their folders (demo.FileIn writes
+// there). The policy and the lab file stay root's.
+bool hand_domains_to_their_users(const std::string& dir) {
+    if (getuid() != 0) return true;
+    if (chmod(dir.c_str(), 0755) != 0) return false;
+    auto loaded = load_lab(dir + "/lab.toml", RealHost());
+    if (!loaded.lab) return false;
+    if (!assign_domain_users(*loaded.lab, 0, "root").empty()) return false;
+    for (const auto& d : loaded.lab->domains) {
+        struct passwd* pw = getpwnam(d.user.c_str());
+        if (!pw) return false;
+        uid_t uid = pw->pw_uid;
+        gid_t gid = pw->pw_gid;
+        std::error_code ec;
+        if (lchown(d.folder.c_str(), uid, gid) != 0) return false;
+        for (const auto& entry : fs::recursive_directory_iterator(d.folder, ec))
+            if (lchown(entry.path().c_str(), uid, gid) != 0) return false;
+        if (ec) return false;
+    }
+    return true;
+}
+
 } // namespace
 
 int cmd_demo(const Context& ctx, const Args& args) {
@@ -70,7 +96,7 @@ int cmd_demo(const Context& ctx, const Args& args) {
     char tmpl[] = "/tmp/qrexec-lab-demo-XXXXXX";
     if (!mkdtemp(tmpl)) return 1;
     std::string dir = tmpl;
-    if (!write_embedded_example(dir)) {
+    if (!write_embedded_example(dir) || !hand_domains_to_their_users(dir)) {
         fmt::print(stderr, "qrexec-lab demo: cannot write the example lab to {}\n", dir);
         return 1;
     }

@@ -56,7 +56,11 @@ int cmd_log(const Context& ctx, const Args& args) {
     print(read_records(ctx.paths.calls_log(), offset));
     if (!follow) return 0;
     io::Fd inotify(inotify_init1(IN_CLOEXEC));
-    make_dir(ctx.paths.root, 0700);
+    // Waiting for a lab that is not up yet: a private state dir, as `up` makes
+    // it. Never re-mode one that exists (a lab with other users' domains
+    // needs it traversable).
+    std::error_code ec;
+    if (!fs::exists(ctx.paths.root, ec)) make_dir(ctx.paths.root, 0700);
     inotify_add_watch(inotify.get(), ctx.paths.root.c_str(), IN_MODIFY | IN_CREATE);
     signal(SIGPIPE, SIG_DFL);
     for (;;) {

@@ -3,6 +3,7 @@
 
 #include "io/fd.h"
 #include "io/process.h"
+#include "lab/domain_user.h"
 #include "lab/launch.h"
 #include "lab/multihost.h"
 #include "lab/policy_view.h"
@@ -17,7 +18,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cstring>
 #include <filesystem>
+#include <optional>
 
 namespace qrexec::lab {
 namespace fs = std::filesystem;
@@ -96,6 +100,54 @@ bool socket_paths_fit(const StatePaths& paths, std::string& error) {
     return false;
 }
 
+// Programs that run as a domain's user but that user cannot run where they are
+// (a build in a 0700 home): run from the state dir instead, which every
+// domain's user reaches. A hard link when the file system allows, else a copy.
+bool stage_programs(const StatePaths& paths, const std::vector<std::string>& unrunnable,
+                    Binaries& bin) {
+    if (unrunnable.empty()) return true;
+    std::string dir = paths.bin_dir();
+    if (!make_dir(dir, 0755)) {
+        fmt::print(stderr, "qrexec-lab: cannot create {}: {}\n", dir, std::strerror(errno));
+        return false;
+    }
+    for (std::string* program : {&bin.agent, &bin.client_vm}) {
+        if (std::find(unrunnable.begin(), unrunnable.end(), *program) == unrunnable.end()) continue;
+        std::string staged = dir + "/" + fs::path(*program).filename().string();
+        std::error_code ec;
+        fs::remove(staged, ec);
+        // A link shares the mode: only when the program is runnable by others already.
+        struct stat st {};
+        bool linkable = stat(program->c_str(), &st) == 0 && (st.st_mode & 0111) == 0111;
+        if (linkable) fs::create_hard_link(*program, staged, ec);
+        if (!linkable || ec) fs::copy_file(*program, staged, ec);
+        if (ec || chmod(staged.c_str(), 0755) != 0) {
+            fmt::print(stderr, "qrexec-lab: cannot copy {} to {}: {}\n", *program, staged,
+                       ec ? ec.message() : std::strerror(errno));
+            return false;
+        }
+        *program = staged;
+    }
+    return true;
+}
+
+// Who runs each domain, and whether they can (docs/LAB.md "Users"): prints the
+// warnings; returns the exit status when the lab must not start. `programs` run
+// as the domains' users; those some user cannot run land in `unrunnable`.
+std::optional<int> settle_domain_users(Lab& lab, const std::string& state_dir,
+                                       const std::vector<std::string>& programs,
+                                       std::vector<std::string>& unrunnable) {
+    std::string me = current_user_name();
+    if (auto errors = assign_domain_users(lab, getuid(), me); !errors.empty())
+        return print_diagnostics(errors);
+    auto access = check_domain_access(lab, me, state_dir, programs);
+    if (!access.errors.empty()) return print_diagnostics(access.errors);
+    for (const auto& warning : access.warnings)
+        fmt::print(stderr, "qrexec-lab: warning: {}\n", warning);
+    unrunnable = std::move(access.unrunnable);
+    return std::nullopt;
+}
+
 int start_lab(const Context& ctx, const Lab& lab) {
     const StatePaths& paths = ctx.paths;
     if (auto running = load_running(paths, true)) {
@@ -126,6 +178,10 @@ int start_lab(const Context& ctx, const Lab& lab) {
         return 1;
     }
     LabState state{lab, *bin, current_user_name(), getuid()};
+    std::vector<std::string> unrunnable; // before anything starts
+    if (auto refused =
+            settle_domain_users(state.lab, paths.root, {bin->agent, bin->client_vm}, unrunnable))
+        return *refused;
     bool shared = lab_has_other_users(state);
     // Other users' agents must reach the vchan sockets and their own run dir.
     if (!make_dir(paths.root, shared ? 0711 : 0700) || !make_dir(paths.daemon_dir(), 0700) ||
@@ -136,7 +192,8 @@ int start_lab(const Context& ctx, const Lab& lab) {
                    std::strerror(errno));
         return 1;
     }
-    for (const auto& d : lab.domains) {
+    if (!stage_programs(paths, unrunnable, state.bin)) return 1;
+    for (const auto& d : state.lab.domains) {
         std::string dir = paths.domain_run_dir(d.name);
         make_dir(dir, 0755);
         if (!d.user.empty() && d.user != state.invoking_user)
@@ -145,7 +202,7 @@ int start_lab(const Context& ctx, const Lab& lab) {
                     fmt::print(stderr, "qrexec-lab: warning: cannot chown {}\n", dir);
     }
     write_file_atomic(paths.lab_json(), lab_state_to_json(state));
-    write_file_atomic(paths.system_info(), system_info_json(lab));
+    write_file_atomic(paths.system_info(), system_info_json(state.lab));
     write_file_atomic(paths.ask_command(),
                       fmt::format("#!/bin/sh\n# qrexec-lab: answers policy 'ask' prompts\n"
                                   "exec '{}' --state-dir='{}' ask \"$@\"\n",
@@ -200,7 +257,7 @@ int start_lab(const Context& ctx, const Lab& lab) {
 
 } // namespace
 
-int cmd_check(const Context&, const Args& args) {
+int cmd_check(const Context& ctx, const Args& args) {
     std::string file = lab_file_argument(args);
     if (is_multi_host_file(file)) {
         auto result = load_air_lab(file, RealHost());
@@ -210,6 +267,10 @@ int cmd_check(const Context&, const Args& args) {
     }
     auto result = load_and_check(file);
     if (!result.lab) return print_diagnostics(result.errors);
+    // The users' access too, as `up` checks it (programs aside: `up` copies those).
+    std::vector<std::string> unrunnable;
+    if (auto refused = settle_domain_users(*result.lab, ctx.paths.root, {}, unrunnable))
+        return *refused;
     fmt::print("{}: ok ({} domains)\n", result.lab->file, result.lab->domains.size());
     return 0;
 }

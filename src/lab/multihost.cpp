@@ -407,6 +407,9 @@ AirSide write_host_config(const AirLab& lab, size_t i, const std::vector<Link>& 
     StatePaths host_paths{state_dirs[i]};
     write_file_atomic(dir + "/relay-client",
                       fmt::format("#!/bin/sh\n# qrexec-client-vm inside {}'s relay {}\n"
+                                  "# Its vchan sockets, like the agents', must be reachable by\n"
+                                  "# domains of other users (the vchan dir guards them).\n"
+                                  "umask 000\n"
                                   "export VCHAN_DOMAIN={} VCHAN_SOCKET_DIR={}\n"
                                   "exec {} --agent-socket={} \"$@\"\n",
                                   me.name, me.relay, relay->domid, quote_sh(host_paths.vchan_dir()),

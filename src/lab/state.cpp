@@ -22,6 +22,9 @@ using nlohmann::json;
 
 std::string default_state_dir() {
     if (const char* env = std::getenv("QREXEC_LAB_STATE_DIR"); env && *env) return env;
+    // Root's runtime dir (/run/user/0) is 0700, and a root lab's domains run as
+    // other users who must reach its sockets: /run is root's and traversable.
+    if (getuid() == 0) return "/run/qrexec-lab";
     if (const char* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg && *xdg)
         return std::string(xdg) + "/qrexec-lab";
     return fmt::format("/tmp/qrexec-lab-{}", getuid());

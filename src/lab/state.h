@@ -42,10 +42,12 @@ struct StatePaths {
     std::string asks_log() const { return root + "/asks.log"; }
     std::string ask_command() const { return root + "/ask-command"; }
     std::string empty_dir() const { return root + "/empty"; }
+    // Copies of the programs domains' users cannot run where they are installed.
+    std::string bin_dir() const { return root + "/bin"; }
 };
 
-// --state-dir, else $QREXEC_LAB_STATE_DIR, else $XDG_RUNTIME_DIR/qrexec-lab, else
-// /tmp/qrexec-lab-$UID.
+// --state-dir, else $QREXEC_LAB_STATE_DIR, else /run/qrexec-lab for root, else
+// $XDG_RUNTIME_DIR/qrexec-lab, else /tmp/qrexec-lab-$UID.
 std::string default_state_dir();
 
 // The binaries a lab drives, resolved once by `up` and kept in lab.json.

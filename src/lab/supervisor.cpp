@@ -34,7 +34,7 @@ using Clock = std::chrono::steady_clock;
 void remove_runtime_files(const StatePaths& paths) {
     std::error_code ec;
     for (const auto& dir : {paths.daemon_dir(), paths.vchan_dir(), paths.run_dir(), paths.ask_dir(),
-                            paths.empty_dir()})
+                            paths.empty_dir(), paths.bin_dir()})
         fs::remove_all(dir, ec);
     for (const auto& file :
          {paths.policy_socket(), paths.policy_tap_socket(), paths.root + "/policy.EvalSimple.sock",
@@ -87,6 +87,11 @@ class Supervisor {
         for (const auto& d : state_.lab.domains)
             inotify_add_watch(inotify_.get(), paths_.domain_run_dir(d.name).c_str(),
                               IN_CREATE | IN_MOVED_TO);
+        // sshd's pid file (a multi-host lab): unwatched, `up` took the whole 30 s deadline.
+        if (state_.lab.air.enabled())
+            inotify_add_watch(inotify_.get(),
+                              fs::path(state_.lab.air.sshd_pid_file).parent_path().c_str(),
+                              IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE);
 
         if (!open_tap(error)) return fail(error);
         if (!start_all(error)) return fail(error);

@@ -27,7 +27,8 @@ commands:
   help [COMMAND]        help for one command
 
 The state dir (sockets, pids, logs) is --state-dir, else $QREXEC_LAB_STATE_DIR,
-else $XDG_RUNTIME_DIR/qrexec-lab, else /tmp/qrexec-lab-$UID.
+else /run/qrexec-lab for root, else $XDG_RUNTIME_DIR/qrexec-lab, else
+/tmp/qrexec-lab-$UID.
 Binaries are found in $QREXEC_LAB_BIN_DIR, else next to qrexec-lab.
 )";
 
@@ -45,6 +46,11 @@ Validates LAB (default ./lab.toml), then starts in the background the policy
 daemon and, for each domain, a qrexec-agent and a qrexec-daemon. Returns once
 every socket is there (agents connected to their daemons), and prints the
 domains. If the lab is already up, says so and exits 0.
+
+Run as root, a domain without `user` runs as the owner of LAB, or as nobody
+when root owns it (user = "root" for root). Before starting anything, up
+checks as each such user that it can reach the domain's folders and the
+state dir, and refuses (exit status 2) naming the path and a fix.
 
 A lab file with [[host]] tables is a multi-host lab (needs root): each host is
 an ordinary lab in its own network namespace with its own sshd, and the other

@@ -132,7 +132,19 @@ def short_dir(prefix="ql-"):
 
     path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     atexit.register(shutil.rmtree, path, True)
+    # Run as root, a lab's domains run as `nobody` (root owns the files the
+    # tests write): they must reach their folders and the state dir in here.
+    path.chmod(0o755)
     return path
+
+
+def domain_user(lab, name):
+    """The user a domain runs as: `up`'s choice (lab.json), or the invoking user."""
+    import json
+
+    state = json.loads((lab.state / "lab.json").read_text())
+    user = next(d["user"] for d in state["lab"]["domains"] if d["name"] == name)
+    return user or state["invoking_user"]
 
 
 class Lab:

@@ -102,6 +102,10 @@ def traced_lab():
     toml = write_lab(root / "lab", LAB)
     (root / "lab" / "policy" / "30-trace.policy").write_text(POLICY)
     trace = root / "trace.log"
+    # Every program appends to it, agents included: run as root, the lab's
+    # domains run as nobody.
+    trace.touch()
+    trace.chmod(0o666)
     lab = Lab(root / "state")
     lab.env["QREXEC_TRACE"] = str(trace)
     up = lab.run("up", toml)

@@ -13,6 +13,7 @@ import pytest
 from lab_helpers import (
     Lab,
     copy_example,
+    domain_user,
     lab_binary,
     pid_alive,
     processes_with_env,
@@ -168,7 +169,8 @@ def test_sandboxed_service_has_a_home_and_no_warning(example_lab):
     r = example_lab.run("call", "work", "vault", "demo.Echo", input="quiet\n")
     assert (r.returncode, r.out) == (0, "quiet\n"), r.err
     assert "cannot chdir" not in r.err, r.err
-    home = pwd.getpwuid(os.getuid()).pw_dir
+    # The home of the user the vault runs as (nobody when the tests run as root).
+    home = pwd.getpwnam(domain_user(example_lab, "vault")).pw_dir
     r = example_lab.run("shell", "vault", "--", "/bin/sh", "-c", f"test -d {home} && test -w {home}")
     assert r.returncode == 0, r.err
 

@@ -35,7 +35,7 @@ def test_unknown_command(lab):
 
 
 def test_example_is_valid(lab, tmp_path):
-    example = copy_example(tmp_path / "lab")
+    example = copy_example(short_dir() / "lab")
     r = lab.run("check", example / "lab.toml")
     assert r.returncode == 0, r.err
     assert "ok (3 domains)" in r.out

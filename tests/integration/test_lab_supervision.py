@@ -2,6 +2,7 @@
 the lab's own supervision, whatever state the other binaries are in)."""
 
 import os
+import pwd
 import signal
 import textwrap
 
@@ -25,7 +26,7 @@ from lab_helpers import (
 def fake_lab(tmp_path):
     lab_binary()
     fakes = write_fakes(tmp_path / "fakes")
-    example = copy_example(tmp_path / "lab")
+    example = copy_example(short_dir() / "lab")
     lab = Lab(short_dir() / "state", bin_dir=fakes)
     yield lab, example / "lab.toml"
     lab.run("down")
@@ -43,6 +44,12 @@ def test_up_status_down(fake_lab):
     assert '"AdminVM"' in info and '"trusted"' in info
     pids = lab.pids()
     assert len(pids) == 7  # policy daemon + 3 agents + 3 daemons
+    if os.geteuid() == 0:
+        # The domains run as nobody, who cannot run the fakes in pytest's 0700
+        # tmp_path: the agents run from copies in the state dir.
+        agent = next(c for c in lab.components() if c["name"] == "agent:work")
+        assert (lab.state / "bin" / "qrexec-agent").is_file()
+        assert os.stat(f"/proc/{agent['pid']}").st_uid == pwd.getpwnam("nobody").pw_uid
     assert all(pid_alive(p) for p in pids)
 
     status = lab.run("status")
@@ -58,6 +65,7 @@ def test_up_status_down(fake_lab):
     assert down.returncode == 0 and "down" in down.out
     for p in pids:
         assert not pid_alive(p), f"pid {p} survived down"
+    assert not (lab.state / "bin").exists()  # the copies go with the lab
     assert sockets_under(lab.state) == []
     assert not (lab.state / "supervisor.pid").exists()
     assert processes_with_env("QREXEC_LAB_STATE_DIR", str(lab.state)) == []
@@ -92,7 +100,7 @@ def test_component_failing_at_startup_is_reported(tmp_path):
     lab_binary()
     fakes = write_fakes(tmp_path / "fakes")
     (fakes / "qrexec-agent").write_text("#!/bin/sh\necho 'agent: cannot start' >&2\nexit 1\n")
-    example = copy_example(tmp_path / "lab")
+    example = copy_example(short_dir() / "lab")
     lab = Lab(short_dir() / "state", bin_dir=fakes)
     up = lab.run("up", example / "lab.toml")
     assert up.returncode == 1
@@ -120,7 +128,7 @@ def test_missing_binaries_named(tmp_path):
     lab_binary()
     empty = tmp_path / "nobin"
     empty.mkdir()
-    example = copy_example(tmp_path / "lab")
+    example = copy_example(short_dir() / "lab")
     lab = Lab(short_dir() / "state", bin_dir=empty)
     lab.env["QREXEC_LAB_BIN_DIR"] = str(empty)
     # Only the bin dir is searched first; the build tree next to qrexec-lab may

@@ -119,6 +119,14 @@ def test_caller_is_known_by_its_own_name_on_the_far_side(air):
     assert (r.returncode, r.out) == (0, "archive\n"), r.err
 
 
+def test_domains_run_as_nobody_and_relays_as_root_as_the_lab_files_say(air):
+    # Root owns the copied lab files: their domains run as nobody; the relays
+    # carry the host's ssh keys and say user = "root".
+    for domain, user in (("work", "nobody"), ("archive", "nobody"), ("relay-b", "root")):
+        r = air.run("run", domain, "id -un")
+        assert (r.returncode, r.out) == (0, user + "\n"), r.err
+
+
 def test_denied_on_the_callers_host_never_reaches_the_other(air):
     r = air.run("call", "work", "archive", "demo.Private", input="x")
     assert r.returncode == 126, r.out + r.err
