@@ -3,8 +3,8 @@
 
 #include "io/event_loop.h"
 #include "io/log.h"
-#include "protocol/frame.h"
 #include "io/trace.h"
+#include "protocol/frame.h"
 #include "protocol/messages.h"
 
 #include <fcntl.h>
@@ -96,7 +96,8 @@ class Engine {
         // Both allocated for overwrite: pages are touched only as data arrives.
         recv_buf_.resize_for_overwrite(2 * (kMaxDataChunkV3 + kHeaderSize));
         send_buf_.reserve(kMaxDataChunkV3 + kHeaderSize);
-        if (config_.single_socket_on_sigusr1) sigusr1_fd_ = io::make_signal_fd({SIGUSR1});
+        if (config_.single_socket_on_sigusr1 && config_.single_socket_event_fd < 0)
+            sigusr1_fd_ = io::make_signal_fd({SIGUSR1});
         tracing_ = !config_.trace_tokens.empty() && io::trace_on();
     }
     ~Engine() { close_everything(); }
@@ -235,8 +236,8 @@ void Engine::on_channel_readable() {
 
 void Engine::process_frames() {
     while (!finished_ && pending_.empty()) {
-        auto frame = next_frame(recv_buf_.span().subspan(recv_start_, recv_end_ - recv_start_),
-                                max_chunk_);
+        auto frame =
+            next_frame(recv_buf_.span().subspan(recv_start_, recv_end_ - recv_start_), max_chunk_);
         if (frame.status == FrameStatus::TooLong) {
             fatal(fmt::format("Too big data chunk received: {} bytes (type 0x{:x})",
                               frame.header->len, frame.header->type));
@@ -469,7 +470,13 @@ void Engine::on_child_exit() {
 }
 
 void Engine::on_sigusr1() {
-    io::read_signals(sigusr1_fd_.get());
+    if (sigusr1_fd_) {
+        io::read_signals(sigusr1_fd_.get());
+    } else {
+        uint64_t count = 0;
+        if (::read(config_.single_socket_event_fd, &count, sizeof count) < 0 && errno == EAGAIN)
+            return;
+    }
     if (switched_to_single_socket_) return; // later SIGUSR1s have no effect (S5)
     switched_to_single_socket_ = true;
     // From now on the program's output is read from the socket that carries its
@@ -591,7 +598,10 @@ EngineResult Engine::run() {
     }
     if (child_ && child_->exit_fd() >= 0)
         loop_.watch(child_->exit_fd(), EPOLLIN, [this](uint32_t) { on_child_exit(); });
-    if (sigusr1_fd_) loop_.watch(sigusr1_fd_.get(), EPOLLIN, [this](uint32_t) { on_sigusr1(); });
+    int switch_fd = sigusr1_fd_
+                        ? sigusr1_fd_.get()
+                        : (config_.single_socket_on_sigusr1 ? config_.single_socket_event_fd : -1);
+    if (switch_fd >= 0) loop_.watch(switch_fd, EPOLLIN, [this](uint32_t) { on_sigusr1(); });
 
     for (;;) {
         if (child_ && !result_.child_status && child_->exit_fd() < 0) on_child_exit();
