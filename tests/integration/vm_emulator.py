@@ -622,12 +622,16 @@ class VM:
         def idle():
             # At most the baseline: a slow (sanitizer) agent can still hold a start-up
             # fd when the baseline is read, and fewer fds than that is no leak.
-            return not proc_children(pid) and fd_count(pid) <= self.base_fds
+            # No handler process and no call thread (a non-root agent serves calls
+            # in threads of its own) left.
+            return (not proc_children(pid) and fd_count(pid) <= self.base_fds
+                    and len(os.listdir(f"/proc/{pid}/task")) == 1)
         try:
             wait_for(idle, timeout, "agent idle")
         except AssertionError:
             raise AssertionError(
-                f"agent not idle: children {proc_children(pid)}, fds {fd_count(pid)} "
+                f"agent not idle: children {proc_children(pid)}, fds {fd_count(pid)}, "
+                f"threads {len(os.listdir(f'/proc/{pid}/task'))} "
                 f"(baseline {self.base_fds}): {sorted(os.listdir(f'/proc/{pid}/fd'))}")
 
     def wait_exit(self, timeout=TIMEOUT):
