@@ -371,7 +371,7 @@ bool Agent::start_in_process(const CallRequest& request) {
         QLOG_ERRNO("eventfd for a call");
         return false;
     }
-    InProcessCall context{::getpid(), call->switch_fd.get(), &routes_};
+    InProcessCall context{::getpid(), call->switch_fd.get(), &routes_, sigusr1_fd_.get()};
     try {
         call->thread = std::thread([request, context, done = call->done.get()] {
             try {
@@ -399,10 +399,7 @@ bool Agent::start_in_process(const CallRequest& request) {
 
 // SIGUSR1 from a service of a call served here (signal_routes.h has the rule).
 void Agent::on_sigusr1() {
-    signalfd_siginfo info{};
-    while (::read(sigusr1_fd_.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
-        auto sender = static_cast<pid_t>(info.ssi_pid);
-        if (routes_.route(sender)) continue;
+    for (pid_t sender : routes_.drain(sigusr1_fd_.get())) {
         auto admission = sigusr1_log_limiter_.admit();
         if (admission.log)
             QLOG("SIGUSR1 from pid {} belongs to no running call, ignoring it{}", sender,

@@ -200,7 +200,13 @@ int run_exec_cmdline(transport::Channel& channel, uint32_t version, const CallRe
     config.input = {stdout_pair.first.release(), stream::CloseMethod::Shutdown};
     config.error = {stderr_pipe.first.release(), stream::CloseMethod::Close};
     config.single_socket_on_sigusr1 = true;
-    if (in_process) config.single_socket_event_fd = in_process->switch_event_fd;
+    if (in_process) {
+        config.single_socket_event_fd = in_process->switch_event_fd;
+        config.collect_pending_switch = [in_process] {
+            for (pid_t sender : in_process->routes->drain(in_process->sigusr1_fd))
+                QLOG("SIGUSR1 from pid {} belongs to no running call, ignoring it", sender);
+        };
+    }
     if (service_log)
         config.stderr_copy = [&service_log](std::span<const std::byte> data) {
             service_log->feed(data);

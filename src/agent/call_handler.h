@@ -49,6 +49,7 @@ struct InProcessCall {
     pid_t agent_pid = 0;      // the service's QREXEC_AGENT_PID (an environment entry)
     int switch_event_fd = -1; // SIGUSR1 routed to this call (signal_routes.h); nonblocking
     ServiceSignalRoutes* routes = nullptr; // where the service's pid is registered
+    int sigusr1_fd = -1;                   // the agent's SIGUSR1 signalfd (routes->drain)
 };
 
 // Serves one MSG_EXEC_CMDLINE in the calling thread, as run_call_handler does

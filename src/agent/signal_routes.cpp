@@ -1,6 +1,7 @@
 #include "agent/signal_routes.h"
 
 #include <fcntl.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -53,16 +54,32 @@ int ServiceSignalRoutes::find(pid_t sender, const std::string& proc_root) {
     return find_locked(sender, proc_root);
 }
 
-bool ServiceSignalRoutes::route(pid_t sender) {
-    std::unique_lock gate(gate_); // no spawn in flight: every running service is registered
-    std::lock_guard lock(mutex_);
+bool ServiceSignalRoutes::route_locked(pid_t sender) {
     int fd = find_locked(sender, "/proc");
     if (fd < 0) return false;
     uint64_t one = 1;
-    // The eventfd stays open while its service is registered (remove() comes first);
-    // a full counter (EAGAIN) already means "switch".
+    // The eventfd stays open while its service is registered (remove_event_fd()
+    // comes first); a full counter (EAGAIN) already means "switch".
     [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof one);
     return true;
+}
+
+bool ServiceSignalRoutes::route(pid_t sender) {
+    std::unique_lock gate(gate_); // no spawn in flight: every running service is registered
+    std::lock_guard lock(mutex_);
+    return route_locked(sender);
+}
+
+std::vector<pid_t> ServiceSignalRoutes::drain(int signal_fd) {
+    std::unique_lock gate(gate_);
+    std::lock_guard lock(mutex_);
+    std::vector<pid_t> unmatched;
+    signalfd_siginfo info{};
+    while (::read(signal_fd, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+        auto sender = static_cast<pid_t>(info.ssi_pid);
+        if (!route_locked(sender)) unmatched.push_back(sender);
+    }
+    return unmatched;
 }
 
 } // namespace qrexec::agent

@@ -18,6 +18,7 @@
 #include <optional>
 #include <shared_mutex>
 #include <string>
+#include <vector>
 
 namespace qrexec::agent {
 
@@ -51,11 +52,19 @@ class ServiceSignalRoutes {
     int find(pid_t sender, const std::string& proc_root = "/proc");
     // find() and an increment of the call's eventfd; false when nothing matched.
     bool route(pid_t sender);
+    // Reads every SIGUSR1 pending on `signal_fd` (nonblocking signalfd) and routes
+    // it; returns the senders that matched no call. Any thread may call it: a
+    // call about to end its output calls it so that a signal its service sent
+    // before closing that output is not still on its way (the read and the
+    // routing happen under one lock, so once it returns, every signal sent
+    // before the call is in its eventfd).
+    std::vector<pid_t> drain(int signal_fd);
 
     size_t size();
 
   private:
     int find_locked(pid_t sender, const std::string& proc_root) const;
+    bool route_locked(pid_t sender);
 
     std::shared_mutex gate_;
     std::mutex mutex_;

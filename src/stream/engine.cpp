@@ -129,6 +129,9 @@ class Engine {
 
     void on_child_exit();
     void on_sigusr1();
+    bool take_switch_signal();
+    bool switch_before_output_eof();
+    void switch_to_single_socket();
     bool done() const;
     bool peer_gone() const;
     bool complete_frame_buffered() const;
@@ -430,6 +433,7 @@ void Engine::read_local(Direction& dir, bool is_error_stream) {
     }
     if (n <= 0) {
         send_buf_.clear();
+        if (n == 0 && &dir == &input_ && switch_before_output_eof()) return;
         if (n < 0 && errno != ECONNRESET) QLOG_ERRNO("read from local fd {}", dir.fd);
         end_direction(dir, SHUT_RD);
         send_eof_once(type);
@@ -469,14 +473,33 @@ void Engine::on_child_exit() {
     }
 }
 
+// Consumes the pending switch signal(s); false when there was none.
+bool Engine::take_switch_signal() {
+    if (sigusr1_fd_) return !io::read_signals(sigusr1_fd_.get()).empty();
+    uint64_t count = 0;
+    return ::read(config_.single_socket_event_fd, &count, sizeof count) ==
+           static_cast<ssize_t>(sizeof count);
+}
+
+// The program's output ended: if it asked for the switch before closing it,
+// switch now rather than lose what it writes to the shared socket (S5). The
+// signal was sent before the close, so it is pending by now (or, in the agent,
+// still being routed: collect_pending_switch waits for that).
+bool Engine::switch_before_output_eof() {
+    if (!is_service_ || !config_.single_socket_on_sigusr1 || switched_to_single_socket_)
+        return false;
+    if (config_.collect_pending_switch) config_.collect_pending_switch();
+    if (!take_switch_signal()) return false;
+    switch_to_single_socket();
+    return true;
+}
+
 void Engine::on_sigusr1() {
-    if (sigusr1_fd_) {
-        io::read_signals(sigusr1_fd_.get());
-    } else {
-        uint64_t count = 0;
-        if (::read(config_.single_socket_event_fd, &count, sizeof count) < 0 && errno == EAGAIN)
-            return;
-    }
+    if (!take_switch_signal()) return;
+    switch_to_single_socket();
+}
+
+void Engine::switch_to_single_socket() {
     if (switched_to_single_socket_) return; // later SIGUSR1s have no effect (S5)
     switched_to_single_socket_ = true;
     // From now on the program's output is read from the socket that carries its

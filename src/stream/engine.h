@@ -61,6 +61,10 @@ struct EngineConfig {
     // whose service sent it). -1: the engine reads SIGUSR1 from its own signalfd.
     // Not owned: it must outlive the engine.
     int single_socket_event_fd = -1;
+    // Called when the program's output ends before any switch, so that a signal
+    // it sent before closing that output, still being routed to this call, lands
+    // in single_socket_event_fd first (the agent: ServiceSignalRoutes::drain).
+    std::function<void()> collect_pending_switch;
 
     // Service side: also gets every chunk of the program's stderr (the agent
     // copies it to the system log, AGENT.md §2.6).
