@@ -20,8 +20,8 @@ namespace fixtures {
 
 // A fake /proc with one <pid>/stat line.
 struct FakeProc {
-    std::filesystem::path root = std::filesystem::temp_directory_path() /
-                                 ("routes-test-" + std::to_string(::getpid()));
+    std::filesystem::path root =
+        std::filesystem::temp_directory_path() / ("routes-test-" + std::to_string(::getpid()));
     FakeProc() { std::filesystem::create_directories(root); }
     ~FakeProc() { std::filesystem::remove_all(root); }
     void add(pid_t pid, const std::string& stat) {
@@ -35,7 +35,11 @@ struct Sleeper {
     qrexec::io::FdPair pipe = qrexec::io::make_pipe();
     qrexec::io::Child child;
     Sleeper() {
-        child = qrexec::io::spawn_exec({"/bin/sh", {"sh", "-c", "read x"}, {}, {pipe.first.get()}});
+        qrexec::io::ExecSpec spec;
+        spec.path = "/bin/sh";
+        spec.argv = {"sh", "-c", "read x"};
+        spec.stdio.in = pipe.first.get();
+        child = qrexec::io::spawn_exec(spec);
     }
     ~Sleeper() {
         pipe.second.reset();
