@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from vm_emulator import (MSG_DATA_STDOUT, TIMEOUT, is_root, make_vm,  # noqa: F401
+from vm_emulator import (MSG_DATA_STDOUT, is_root, make_vm,  # noqa: F401
                          thread_count, wait_for)
 
 MODES = {"default": None, "fork-per-call": ["--fork-per-call"]}
