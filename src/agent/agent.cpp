@@ -1,6 +1,7 @@
 #include "agent/agent.h"
 
 #include "agent/call_handler.h"
+#include "agent/signal_routes.h"
 #include "io/admission.h"
 #include "io/event_loop.h"
 #include "io/fd.h"
@@ -22,6 +23,8 @@
 #include <getopt.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -36,6 +39,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace qrexec::agent {
@@ -55,6 +59,9 @@ struct AgentOptions {
     std::string agent_socket = kDefaultAgentSocket;
     std::string fork_server_template = kDefaultForkServerTemplate;
     bool use_fork_server = true;
+    // Serve every call in a forked handler process, also when no PAM session is
+    // needed (what the agent did before it served calls in its own process).
+    bool fork_per_call = false;
 };
 
 void print_usage(const char* argv0) {
@@ -65,7 +72,9 @@ void print_usage(const char* argv0) {
                  "  -a, --agent-socket=PATH - path to listen on, default: %s\n"
                  "  -s, --fork-server-socket=PATH - path to the fork server socket (%%s is "
                  "replaced by the user name), default: %s\n"
-                 "  -S, --no-fork-server - never use the fork server\n",
+                 "  -S, --no-fork-server - never use the fork server\n"
+                 "  --fork-per-call - start a handler process for every call (default: a\n"
+                 "      non-root agent serves calls in its own process)\n",
                  argv0, kDefaultAgentSocket, kDefaultForkServerTemplate);
 }
 
@@ -75,6 +84,7 @@ std::optional<int> parse_agent_options(int argc, char** argv, AgentOptions& opts
         {"agent-socket", required_argument, nullptr, 'a'},
         {"fork-server-socket", required_argument, nullptr, 's'},
         {"no-fork-server", no_argument, nullptr, 'S'},
+        {"fork-per-call", no_argument, nullptr, 'P'},
         {nullptr, 0, nullptr, 0},
     };
     int opt;
@@ -88,6 +98,9 @@ std::optional<int> parse_agent_options(int argc, char** argv, AgentOptions& opts
             break;
         case 'S':
             opts.use_fork_server = false;
+            break;
+        case 'P':
+            opts.fork_per_call = true;
             break;
         default:
             print_usage(argv[0]);
@@ -113,14 +126,27 @@ class Agent {
     Agent(AgentOptions opts, std::unique_ptr<transport::Channel> control, io::Fd trigger_listener,
           int own_domain)
         : opts_(std::move(opts)), control_(std::move(control)),
-          trigger_listener_(std::move(trigger_listener)), own_domain_(own_domain) {}
+          trigger_listener_(std::move(trigger_listener)), own_domain_(own_domain) {
+        // A root agent opens a PAM session per call: that needs a process.
+        in_process_ = !opts_.fork_per_call && ::geteuid() != 0;
+    }
 
     int run();
 
   private:
+    // A call served by a thread of this process (no PAM session needed).
+    struct CallThread {
+        io::Fd done;      // eventfd: the thread is about to return
+        io::Fd switch_fd; // eventfd: SIGUSR1 routed to this call
+        std::thread thread;
+        ~CallThread() {
+            if (thread.joinable()) thread.join();
+        }
+    };
     // The watches below are declared after what they watch: they end first.
     struct Connection {
-        std::optional<io::Child> handler; // executed calls
+        std::optional<io::Child> handler; // executed calls (handler process)
+        std::unique_ptr<CallThread> call; // executed calls (served here)
         io::Fd fd;                        // fork-server or qrexec-client-vm connection
         uint32_t domain = 0;
         uint32_t port = 0;
@@ -134,7 +160,8 @@ class Agent {
         io::Timer timer; // gives up on a silent qrexec-client-vm
     };
     struct UntrackedCall {
-        io::Child handler;
+        std::optional<io::Child> handler;
+        std::unique_ptr<CallThread> call;
         io::Watch watch;
     };
     struct SessionWaiter {
@@ -154,6 +181,9 @@ class Agent {
     void execute(CallRequest request);
     bool try_fork_server(const CallRequest& request);
     void start_handler(CallRequest request);
+    bool start_in_process(const CallRequest& request);
+    void on_sigusr1();
+    void detach_calls();
     void handle_service_connect(std::span<const std::byte> payload);
     void handle_service_refused(std::span<const std::byte> payload);
 
@@ -178,6 +208,11 @@ class Agent {
     std::unique_ptr<transport::Channel> control_;
     io::Fd trigger_listener_;
     io::Fd signal_fd_;
+    // Calls served in this process: SIGUSR1 of their services (signal_routes.h).
+    bool in_process_ = false;
+    io::Fd sigusr1_fd_;
+    ServiceSignalRoutes routes_;
+    io::RateLimiter sigusr1_log_limiter_{20, std::chrono::seconds(1)};
 
     std::vector<std::byte> control_in_;
     std::vector<std::byte> control_out_;
@@ -202,13 +237,23 @@ class Agent {
 
 [[noreturn]] void Agent::fail(std::string_view why) {
     QLOG("{}", why);
-    // Handlers keep running on their own; do not wait for them.
-    for (auto& [slot, c] : connections_)
-        if (c.handler) c.handler->detach();
-    for (auto& [fd, c] : untracked_)
-        c.handler.detach();
-    if (session_waiter_) session_waiter_->child.detach();
+    detach_calls();
     _exit(1);
+}
+
+// Handler processes keep running on their own; do not wait for them. Calls
+// served by threads end with the process (its exit must not run destructors
+// under them).
+void Agent::detach_calls() {
+    for (auto& [slot, c] : connections_) {
+        if (c.handler) c.handler->detach();
+        if (c.call) c.call->thread.detach();
+    }
+    for (auto& [fd, c] : untracked_) {
+        if (c.handler) c.handler->detach();
+        if (c.call) c.call->thread.detach();
+    }
+    if (session_waiter_) session_waiter_->child.detach();
 }
 
 void Agent::send_control(uint32_t type, std::span<const std::byte> payload) {
@@ -313,7 +358,53 @@ void Agent::execute(CallRequest request) {
                     !request.config_failed && !request.config.skip_service_descriptor &&
                     !request.config.exit_on_client_eof && !request.config.exit_on_service_eof;
     if (eligible && try_fork_server(request)) return;
+    // JUST_EXEC's service outlives the call: it must not stay our child.
+    if (in_process_ && request.type == MSG_EXEC_CMDLINE && start_in_process(request)) return;
     start_handler(std::move(request));
+}
+
+bool Agent::start_in_process(const CallRequest& request) {
+    auto call = std::make_unique<CallThread>();
+    call->done = io::Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    call->switch_fd = io::Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!call->done || !call->switch_fd) {
+        QLOG_ERRNO("eventfd for a call");
+        return false;
+    }
+    InProcessCall context{::getpid(), call->switch_fd.get(), &routes_, sigusr1_fd_.get()};
+    try {
+        call->thread = std::thread([request, context, done = call->done.get()] {
+            try {
+                serve_call_in_process(request, context);
+            } catch (const std::exception& e) {
+                QLOG("call to domain {} port {} failed: {}", request.connect_domain,
+                     request.connect_port, e.what());
+            }
+            context.routes->remove_event_fd(context.switch_event_fd);
+            uint64_t one = 1;
+            // The last thing the thread does: the agent joins it and closes both eventfds.
+            [[maybe_unused]] ssize_t n = ::write(done, &one, sizeof one);
+        });
+    } catch (const std::system_error& e) {
+        QLOG("cannot start a thread for a call ({}), starting a handler process", e.what());
+        return false;
+    }
+    Connection connection;
+    connection.call = std::move(call);
+    connection.domain = request.connect_domain;
+    connection.port = request.connect_port;
+    add_connection(std::move(connection));
+    return true;
+}
+
+// SIGUSR1 from a service of a call served here (signal_routes.h has the rule).
+void Agent::on_sigusr1() {
+    for (pid_t sender : routes_.drain(sigusr1_fd_.get())) {
+        auto admission = sigusr1_log_limiter_.admit();
+        if (admission.log)
+            QLOG("SIGUSR1 from pid {} belongs to no running call, ignoring it{}", sender,
+                 io::suppressed_note(admission.suppressed));
+    }
 }
 
 bool Agent::try_fork_server(const CallRequest& request) {
@@ -375,17 +466,21 @@ void Agent::add_connection(Connection connection) {
     if (slot == kMaxConnections) {
         // Upstream behaviour: the call proceeds, its end is never reported.
         QLOG("connection table full, the end of this call will not be reported");
-        if (connection.handler) {
-            int fd = connection.handler->exit_fd();
+        if (connection.handler || connection.call) {
+            int fd =
+                connection.handler ? connection.handler->exit_fd() : connection.call->done.get();
             auto& call = untracked_[fd];
-            call.handler = std::move(*connection.handler);
-            // It exited: erasing reaps it (io::Child) and ends the watch.
+            call.handler = std::move(connection.handler);
+            call.call = std::move(connection.call);
+            // It ended: erasing reaps it (io::Child) or joins it, and ends the watch.
             call.watch =
                 io::Watch(loop_, fd, EPOLLIN, [this, fd](uint32_t) { untracked_.erase(fd); });
         }
         return;
     }
-    int watch_fd = connection.handler ? connection.handler->exit_fd() : connection.fd.get();
+    int watch_fd = connection.handler ? connection.handler->exit_fd()
+                   : connection.call  ? connection.call->done.get()
+                                      : connection.fd.get();
     auto& added = connections_.emplace(slot, std::move(connection)).first->second;
     added.watch = io::Watch(loop_, watch_fd, EPOLLIN | EPOLLRDHUP,
                             [this, slot](uint32_t) { finish_connection(slot); });
@@ -397,6 +492,8 @@ void Agent::finish_connection(size_t slot) {
     auto& connection = it->second;
     if (connection.handler) {
         connection.handler->wait();
+    } else if (connection.call) {
+        connection.call->thread.join(); // it has written `done`: it is returning
     } else {
         std::array<std::byte, 256> buffer;
         ssize_t n = ::read(connection.fd.get(), buffer.data(), buffer.size());
@@ -587,6 +684,11 @@ void Agent::trace_trigger_received(int fd) const {
 
 int Agent::run() {
     signal_fd_ = io::make_signal_fd({SIGTERM, SIGINT});
+    // Before any call thread exists, so that every thread has SIGUSR1 blocked.
+    if (in_process_) {
+        sigusr1_fd_ = io::make_signal_fd({SIGUSR1});
+        loop_.watch(sigusr1_fd_.get(), EPOLLIN, [this](uint32_t) { on_sigusr1(); });
+    }
     bool stop = false;
     loop_.watch(signal_fd_.get(), EPOLLIN, [&](uint32_t) {
         io::read_signals(signal_fd_.get());
@@ -597,11 +699,9 @@ int Agent::run() {
     while (!stop)
         loop_.run_once();
     ::unlink(opts_.agent_socket.c_str());
-    for (auto& [slot, c] : connections_)
-        if (c.handler) c.handler->detach();
-    for (auto& [fd, c] : untracked_)
-        c.handler.detach();
-    if (session_waiter_) session_waiter_->child.detach();
+    detach_calls();
+    // Calls still served by threads end here, without destructors under them.
+    if (in_process_) _exit(0);
     return 0;
 }
 

@@ -1,6 +1,7 @@
 #include "agent/call_handler.h"
 
 #include "agent/service_log.h"
+#include "agent/signal_routes.h"
 
 #include "io/fd.h"
 #include "io/log.h"
@@ -19,6 +20,7 @@
 
 #include <cstdlib>
 #include <system_error>
+#include <variant>
 
 namespace qrexec::agent {
 namespace {
@@ -114,8 +116,44 @@ int run_just_exec(transport::Channel& channel, const CallRequest& request,
     return 0;
 }
 
+// What a forked child that cannot run the program reports (AGENT.md §4): its
+// diagnostic on its stderr, then its exit code; sent here without the child.
+int report_refusal(transport::Channel& channel, const services::ExecRefusal& refusal,
+                   LineSplitter* service_log, const HandlerTrace& trace) {
+    std::string line = QLOG_TEXT("{}", refusal.message);
+    if (service_log) service_log->feed(as_bytes(std::span(line)));
+    trace.stage("exit-code", fmt::format("code={}", refusal.code));
+    send_frame(channel, MSG_DATA_STDOUT, {});
+    send_frame(channel, MSG_DATA_STDERR, as_bytes(std::span(line)));
+    send_frame(channel, MSG_DATA_STDERR, {});
+    send_frame(channel, MSG_DATA_EXIT_CODE, encode_exit_code(refusal.code));
+    return refusal.code;
+}
+
+// The in-process variant of spawn_service: posix_spawn only (this process has
+// other calls' threads: no fork), QREXEC_AGENT_PID as an environment entry, and
+// the service's pid registered for SIGUSR1 routing before any signal of it is read.
+std::variant<io::Child, services::ExecRefusal>
+spawn_service_in_process(const CallRequest& request, const services::PreparedCall& call,
+                         io::StdioFds stdio, const InProcessCall& context) {
+    const auto& command = *request.command;
+    if (auto refusal = services::direct_exec_refusal(command, call, request.user, request.own_user))
+        return *refusal;
+    auto spec = services::direct_exec_spec(command, call, false, request.user, request.own_user);
+    if (!spec) return services::ExecRefusal{kExitProblem, "cannot run this call without a session"};
+    if (!spec->env) spec->env = services::current_environment();
+    services::set_env(*spec->env, "QREXEC_AGENT_PID", std::to_string(context.agent_pid));
+    spec->stdio = stdio;
+    try {
+        return context.routes->spawn_and_add(context.switch_event_fd,
+                                             [&] { return io::spawn_exec(*spec); });
+    } catch (const std::system_error& e) {
+        return services::exec_failure_refusal(spec->path, e.code().value());
+    }
+}
+
 int run_exec_cmdline(transport::Channel& channel, uint32_t version, const CallRequest& request,
-                     const HandlerTrace& trace) {
+                     const HandlerTrace& trace, const InProcessCall* in_process) {
     if (!request.command || request.config_failed)
         return report_failure_before_spawn(channel, kExitProblem, trace);
     auto prepared = services::prepare_call(
@@ -137,30 +175,42 @@ int run_exec_cmdline(transport::Channel& channel, uint32_t version, const CallRe
         return result.protocol_error ? 1 : result.exit_code.value_or(0);
     }
 
-    stream::block_sigusr1();
+    if (!in_process) stream::block_sigusr1(); // in the agent: blocked since start-up
     auto stdin_pair = io::make_socketpair();
     auto stdout_pair = io::make_socketpair();
     auto stderr_pipe = io::make_pipe();
-    pid_t handler_pid = getpid();
-    auto child =
-        spawn_service(request, call,
-                      {stdin_pair.second.get(), stdout_pair.second.get(), stderr_pipe.second.get()},
-                      false, handler_pid);
+    // Service calls: stderr also goes to the system log, tagged like upstream's
+    // `logger -t "<descriptor as received>-<source>"`.
+    std::optional<LineSplitter> service_log;
+    if (request.command->is_service)
+        service_log.emplace(
+            syslog_sink(request.command->descriptor + "-" + request.command->source_domain));
+    io::StdioFds stdio{stdin_pair.second.get(), stdout_pair.second.get(), stderr_pipe.second.get()};
+    io::Child child;
+    if (in_process) {
+        auto started = spawn_service_in_process(request, call, stdio, *in_process);
+        if (auto* refusal = std::get_if<services::ExecRefusal>(&started))
+            return report_refusal(channel, *refusal, service_log ? &*service_log : nullptr, trace);
+        child = std::move(std::get<io::Child>(started));
+    } else {
+        child = spawn_service(request, call, stdio, false, getpid());
+    }
     trace.stage("service-spawned", fmt::format("pid={}", child.pid()));
     config.output = {stdin_pair.first.release(), stream::CloseMethod::Shutdown};
     config.input = {stdout_pair.first.release(), stream::CloseMethod::Shutdown};
     config.error = {stderr_pipe.first.release(), stream::CloseMethod::Close};
     config.single_socket_on_sigusr1 = true;
-    // Service calls: stderr also goes to the system log, tagged like upstream's
-    // `logger -t "<descriptor as received>-<source>"`.
-    std::optional<LineSplitter> service_log;
-    if (request.command->is_service) {
-        service_log.emplace(
-            syslog_sink(request.command->descriptor + "-" + request.command->source_domain));
+    if (in_process) {
+        config.single_socket_event_fd = in_process->switch_event_fd;
+        config.collect_pending_switch = [in_process] {
+            for (pid_t sender : in_process->routes->drain(in_process->sigusr1_fd))
+                QLOG("SIGUSR1 from pid {} belongs to no running call, ignoring it", sender);
+        };
+    }
+    if (service_log)
         config.stderr_copy = [&service_log](std::span<const std::byte> data) {
             service_log->feed(data);
         };
-    }
     stdin_pair.second.reset();
     stdout_pair.second.reset();
     stderr_pipe.second.reset();
@@ -197,10 +247,11 @@ CallRequest make_call_request(uint32_t type, uint32_t domain, uint32_t port,
     return request;
 }
 
-int run_call_handler(const CallRequest& request) {
-    // io::spawn gave us default signal dispositions; a program that closed its
-    // stdin must give EPIPE (P§5.6), not kill the handler before its EXIT_CODE.
-    signal(SIGPIPE, SIG_IGN);
+namespace {
+
+// Data vchan, handshake, then the call; shared by the handler process and the
+// agent's own threads (in_process).
+int serve_call(const CallRequest& request, const InProcessCall* in_process) {
     auto backend = transport::default_backend();
     auto channel = backend->connect(static_cast<int>(request.connect_domain),
                                     static_cast<int>(request.connect_port), kDataConnectTimeoutMs);
@@ -217,12 +268,29 @@ int run_call_handler(const CallRequest& request) {
                                             request.connect_domain, request.connect_port);
         trace.stage("data-connected");
     }
-    setenv("QREXEC_AGENT_PID", std::to_string(getpid()).c_str(), 1);
     int status = request.type == MSG_JUST_EXEC
                      ? run_just_exec(*channel, request, trace)
-                     : run_exec_cmdline(*channel, *version, request, trace);
+                     : run_exec_cmdline(*channel, *version, request, trace, in_process);
     trace.stage("end", fmt::format("status={}", status));
     return status;
+}
+
+} // namespace
+
+int run_call_handler(const CallRequest& request) {
+    // io::spawn gave us default signal dispositions; a program that closed its
+    // stdin must give EPIPE (P§5.6), not kill the handler before its EXIT_CODE.
+    signal(SIGPIPE, SIG_IGN);
+    // This process is the one that reacts to SIGUSR1 (AGENT.md §6).
+    setenv("QREXEC_AGENT_PID", std::to_string(getpid()).c_str(), 1);
+    return serve_call(request, nullptr);
+}
+
+int serve_call_in_process(const CallRequest& request, const InProcessCall& context) {
+    // JUST_EXEC leaves its service running after the call: that needs a handler
+    // process that exits (the service must not stay the agent's child).
+    if (request.type == MSG_JUST_EXEC) return 1;
+    return serve_call(request, &context);
 }
 
 } // namespace qrexec::agent

@@ -6,6 +6,8 @@
 #include "services/command.h"
 #include "services/rpc_config.h"
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -38,5 +40,23 @@ CallRequest make_call_request(uint32_t type, uint32_t domain, uint32_t port,
 
 // Body of the handler process; returns its exit status. Call right after fork.
 int run_call_handler(const CallRequest& request);
+
+class ServiceSignalRoutes;
+
+// A call served by a thread of the agent instead of a forked handler: what the
+// handler did process-wide becomes per call.
+struct InProcessCall {
+    pid_t agent_pid = 0;      // the service's QREXEC_AGENT_PID (an environment entry)
+    int switch_event_fd = -1; // SIGUSR1 routed to this call (signal_routes.h); nonblocking
+    ServiceSignalRoutes* routes = nullptr; // where the service's pid is registered
+    int sigusr1_fd = -1;                   // the agent's SIGUSR1 signalfd (routes->drain)
+};
+
+// Serves one MSG_EXEC_CMDLINE in the calling thread, as run_call_handler does
+// in a handler process, without forking: the service is posix_spawn'ed, and
+// what a forked child would report (wrong user, bad service, failed exec) is
+// sent as that child's STDERR line and exit code. Only for an agent that is not
+// root (no PAM session). Returns the status a handler would exit with.
+int serve_call_in_process(const CallRequest& request, const InProcessCall& context);
 
 } // namespace qrexec::agent

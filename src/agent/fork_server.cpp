@@ -29,7 +29,8 @@ constexpr uint32_t kMaxCmdlineLen = kMaxQrexecCmdLen + 1;
 
 io::Fd create_socket(const std::string& path) {
     // File mode from the process umask (AGENT.md §8); blocking accept loop.
-    io::Fd fd = io::listen_unix(path, {.backlog = 5, .nonblocking = false, .bind_umask = std::nullopt});
+    io::Fd fd =
+        io::listen_unix(path, {.backlog = 5, .nonblocking = false, .bind_umask = std::nullopt});
     if (!fd) QLOG_ERRNO("cannot listen on {}", path);
     return fd;
 }
@@ -98,7 +99,7 @@ int fork_server_main(int argc, char** argv) {
         QLOG_ERRNO("fork");
         return 1;
     }
-    if (pid > 0) _exit(0); // the socket exists: the server is ready
+    if (pid > 0) _exit(0);    // the socket exists: the server is ready
     signal(SIGCHLD, SIG_IGN); // handlers are reaped automatically
     signal(SIGPIPE, SIG_IGN);
     for (;;) {

@@ -3,6 +3,7 @@
 #include <syslog.h>
 
 #include <memory>
+#include <mutex>
 
 namespace qrexec::agent {
 
@@ -28,11 +29,28 @@ void LineSplitter::flush() {
     partial_.clear();
 }
 
+namespace {
+// syslog(3)'s tag is one per process (openlog). Calls served by threads of the
+// agent each have their own tag, so every record sets it under this lock; the
+// tag string stays alive here until the next record replaces it.
+struct SyslogIdentity {
+    std::mutex mutex;
+    std::string tag;
+};
+SyslogIdentity& syslog_identity() {
+    static SyslogIdentity identity;
+    return identity;
+}
+} // namespace
+
 LineSplitter::Sink syslog_sink(const std::string& tag) {
-    // openlog keeps the pointer: the tag must outlive every syslog() call.
-    auto kept = std::make_shared<std::string>(tag);
-    openlog(kept->c_str(), 0, LOG_USER);
-    return [kept](std::string_view line) {
+    return [tag](std::string_view line) {
+        auto& identity = syslog_identity();
+        std::lock_guard lock(identity.mutex);
+        if (identity.tag != tag) {
+            identity.tag = tag;
+            openlog(identity.tag.c_str(), 0, LOG_USER);
+        }
         syslog(LOG_NOTICE, "%.*s", static_cast<int>(line.size()), line.data());
     };
 }

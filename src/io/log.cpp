@@ -24,10 +24,12 @@ void set_log_program(std::string_view program) {
     g_program[n] = '\0';
 }
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+    return std::strerror(err);
+}
 
-void write_log_line(const char* file, int line, const char* func, std::string_view message) {
-    int saved_errno = errno;
+std::string format_log_line(const char* file, int line, const char* func,
+                            std::string_view message) {
     // Last line of defence against a field that escaped io::log_field().
     constexpr size_t kMaxMessage = 4096;
     std::string clipped;
@@ -44,9 +46,14 @@ void write_log_line(const char* file, int line, const char* func, std::string_vi
     strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &local);
     const char* base = std::strrchr(file, '/');
     base = base ? base + 1 : file;
-    auto text = fmt::format("{}.{:03d} {}[{}]: {}:{}:{}: {}\n", stamp,
-                            static_cast<int>(now.tv_usec / 1000), g_program, getpid(), base,
-                            line, func, message);
+    return fmt::format("{}.{:03d} {}[{}]: {}:{}:{}: {}\n", stamp,
+                       static_cast<int>(now.tv_usec / 1000), g_program, getpid(), base, line, func,
+                       message);
+}
+
+void write_log_line(const char* file, int line, const char* func, std::string_view message) {
+    int saved_errno = errno;
+    auto text = format_log_line(file, line, func, message);
     // One write per line so concurrent processes sharing stderr do not interleave.
     size_t off = 0;
     while (off < text.size()) {
@@ -64,8 +71,8 @@ void require_standard_fds(std::string_view program) {
     set_log_program(program);
     for (int fd = 0; fd <= 2; ++fd) {
         if (fcntl(fd, F_GETFD) == -1) {
-            auto text = fmt::format("{}: File descriptor {} is closed, cannot continue\n",
-                                    program, fd);
+            auto text =
+                fmt::format("{}: File descriptor {} is closed, cannot continue\n", program, fd);
             // stderr may be the closed one; try anyway, nothing else to do.
             [[maybe_unused]] auto r = ::write(2, text.data(), text.size());
             _exit(125);

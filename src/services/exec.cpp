@@ -200,6 +200,28 @@ std::optional<io::ExecSpec> direct_exec_spec(const ParsedCommand& command, const
     return spec;
 }
 
+std::optional<ExecRefusal> direct_exec_refusal(const ParsedCommand& command,
+                                               const PreparedCall& call, const std::string& user,
+                                               const std::string& own_user) {
+    // The checks of exec_call_as_user and exec_service, in their order.
+    if (own_user.empty() || user != own_user)
+        return ExecRefusal{kExitProblem, "Running as a different user (" + user +
+                                             ") requires the agent to run as root"};
+    if (call.kind != CallKind::Executable) return std::nullopt;
+    if (!has_valid_token_count(command))
+        return ExecRefusal{kExitProblem,
+                           "Invalid service command: expected 2 or 4 space-separated tokens in '" +
+                               command.service_header + "'"};
+    if (call.path.empty() || call.path.front() != '/')
+        return ExecRefusal{kExitProblem, "Service path is not absolute: " + call.path};
+    return std::nullopt;
+}
+
+ExecRefusal exec_failure_refusal(const std::string& path, int err) {
+    return {err == ENOENT ? kExitNotFound : kExitProblem,
+            fmt::format("execve {} failed: {}", path, io::errno_text(err))};
+}
+
 int run_as_user_with_pam(const std::string& user, pid_t agent_pid,
                          const std::function<void()>& body) {
 #ifdef QREXEC_HAVE_PAM

@@ -82,6 +82,22 @@ std::optional<io::ExecSpec> direct_exec_spec(const ParsedCommand& command, const
                                              bool as_self, const std::string& user,
                                              const std::string& own_user);
 
+// What a forked child would report instead of running the program when the
+// agent is not root (the cases where direct_exec_spec gives nullopt without
+// PAM): the exit code and the diagnostic the child would print on its stderr.
+// nullopt: nothing to refuse. For a process that must not fork (the agent
+// serving a call in its own process, which has other calls' threads).
+struct ExecRefusal {
+    int code;
+    std::string message;
+};
+std::optional<ExecRefusal> direct_exec_refusal(const ParsedCommand& command,
+                                               const PreparedCall& call, const std::string& user,
+                                               const std::string& own_user);
+// The refusal for an exec that failed with `err` (posix_spawn's error), as the
+// forked child reports it: ENOENT 127, anything else 125.
+ExecRefusal exec_failure_refusal(const std::string& path, int err);
+
 // Whole §4.3 decision for a per-call handler's child, for Executable and ShellCommand
 // calls: as root -> PAM + login shell (services) / "<user shell> -c" (commands);
 // otherwise the user must be ours -> direct exec / "/bin/sh -c". Never returns.

@@ -3,8 +3,8 @@
 
 #include "io/event_loop.h"
 #include "io/log.h"
-#include "protocol/frame.h"
 #include "io/trace.h"
+#include "protocol/frame.h"
 #include "protocol/messages.h"
 
 #include <fcntl.h>
@@ -96,7 +96,8 @@ class Engine {
         // Both allocated for overwrite: pages are touched only as data arrives.
         recv_buf_.resize_for_overwrite(2 * (kMaxDataChunkV3 + kHeaderSize));
         send_buf_.reserve(kMaxDataChunkV3 + kHeaderSize);
-        if (config_.single_socket_on_sigusr1) sigusr1_fd_ = io::make_signal_fd({SIGUSR1});
+        if (config_.single_socket_on_sigusr1 && config_.single_socket_event_fd < 0)
+            sigusr1_fd_ = io::make_signal_fd({SIGUSR1});
         tracing_ = !config_.trace_tokens.empty() && io::trace_on();
     }
     ~Engine() { close_everything(); }
@@ -128,6 +129,9 @@ class Engine {
 
     void on_child_exit();
     void on_sigusr1();
+    bool take_switch_signal();
+    bool switch_before_output_eof();
+    void switch_to_single_socket();
     bool done() const;
     bool peer_gone() const;
     bool complete_frame_buffered() const;
@@ -235,8 +239,8 @@ void Engine::on_channel_readable() {
 
 void Engine::process_frames() {
     while (!finished_ && pending_.empty()) {
-        auto frame = next_frame(recv_buf_.span().subspan(recv_start_, recv_end_ - recv_start_),
-                                max_chunk_);
+        auto frame =
+            next_frame(recv_buf_.span().subspan(recv_start_, recv_end_ - recv_start_), max_chunk_);
         if (frame.status == FrameStatus::TooLong) {
             fatal(fmt::format("Too big data chunk received: {} bytes (type 0x{:x})",
                               frame.header->len, frame.header->type));
@@ -429,6 +433,7 @@ void Engine::read_local(Direction& dir, bool is_error_stream) {
     }
     if (n <= 0) {
         send_buf_.clear();
+        if (n == 0 && &dir == &input_ && switch_before_output_eof()) return;
         if (n < 0 && errno != ECONNRESET) QLOG_ERRNO("read from local fd {}", dir.fd);
         end_direction(dir, SHUT_RD);
         send_eof_once(type);
@@ -468,8 +473,33 @@ void Engine::on_child_exit() {
     }
 }
 
+// Consumes the pending switch signal(s); false when there was none.
+bool Engine::take_switch_signal() {
+    if (sigusr1_fd_) return !io::read_signals(sigusr1_fd_.get()).empty();
+    uint64_t count = 0;
+    return ::read(config_.single_socket_event_fd, &count, sizeof count) ==
+           static_cast<ssize_t>(sizeof count);
+}
+
+// The program's output ended: if it asked for the switch before closing it,
+// switch now rather than lose what it writes to the shared socket (S5). The
+// signal was sent before the close, so it is pending by now (or, in the agent,
+// still being routed: collect_pending_switch waits for that).
+bool Engine::switch_before_output_eof() {
+    if (!is_service_ || !config_.single_socket_on_sigusr1 || switched_to_single_socket_)
+        return false;
+    if (config_.collect_pending_switch) config_.collect_pending_switch();
+    if (!take_switch_signal()) return false;
+    switch_to_single_socket();
+    return true;
+}
+
 void Engine::on_sigusr1() {
-    io::read_signals(sigusr1_fd_.get());
+    if (!take_switch_signal()) return;
+    switch_to_single_socket();
+}
+
+void Engine::switch_to_single_socket() {
     if (switched_to_single_socket_) return; // later SIGUSR1s have no effect (S5)
     switched_to_single_socket_ = true;
     // From now on the program's output is read from the socket that carries its
@@ -591,7 +621,10 @@ EngineResult Engine::run() {
     }
     if (child_ && child_->exit_fd() >= 0)
         loop_.watch(child_->exit_fd(), EPOLLIN, [this](uint32_t) { on_child_exit(); });
-    if (sigusr1_fd_) loop_.watch(sigusr1_fd_.get(), EPOLLIN, [this](uint32_t) { on_sigusr1(); });
+    int switch_fd = sigusr1_fd_
+                        ? sigusr1_fd_.get()
+                        : (config_.single_socket_on_sigusr1 ? config_.single_socket_event_fd : -1);
+    if (switch_fd >= 0) loop_.watch(switch_fd, EPOLLIN, [this](uint32_t) { on_sigusr1(); });
 
     for (;;) {
         if (child_ && !result_.child_status && child_->exit_fd() < 0) on_child_exit();

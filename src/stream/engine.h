@@ -56,6 +56,15 @@ struct EngineConfig {
     // SIGUSR1 switches to reading output from the `output` socket (AGENT.md §6).
     // The signal must already be blocked by the caller (see block_sigusr1()).
     bool single_socket_on_sigusr1 = false;
+    // With single_socket_on_sigusr1: an eventfd that stands for the signal (the
+    // agent serving calls in its own process routes each SIGUSR1 to the call
+    // whose service sent it). -1: the engine reads SIGUSR1 from its own signalfd.
+    // Not owned: it must outlive the engine.
+    int single_socket_event_fd = -1;
+    // Called when the program's output ends before any switch, so that a signal
+    // it sent before closing that output, still being routed to this call, lands
+    // in single_socket_event_fd first (the agent: ServiceSignalRoutes::drain).
+    std::function<void()> collect_pending_switch;
 
     // Service side: also gets every chunk of the program's stderr (the agent
     // copies it to the system log, AGENT.md §2.6).

@@ -207,9 +207,13 @@ def test_environment_with_argument(env_vm):
     assert env["argc"].startswith("1 arg1")
     assert "arg1=the-arg" in result.stdout.decode()
     assert f"argv0={env_vm.services}/test.Env" in result.stdout.decode()
-    # QREXEC_AGENT_PID is the per-call handler (a child of the agent), which has
-    # exited by now.
-    assert int(env["QREXEC_AGENT_PID"]) not in (env_vm.agent.pid, 0)
+    # QREXEC_AGENT_PID is the process that serves the call: a non-root agent
+    # serves it itself; a root agent (PAM session) forks a per-call handler, which
+    # has exited by now.
+    if is_root():
+        assert int(env["QREXEC_AGENT_PID"]) not in (env_vm.agent.pid, 0)
+    else:
+        assert int(env["QREXEC_AGENT_PID"]) == env_vm.agent.pid
 
 
 def test_environment_empty_argument(env_vm):
@@ -483,11 +487,23 @@ def test_agent_option_forms_and_positionals_ignored(make_vm, form):
     assert vm.run(vm.service_cmd("test.Echo+")).stdout == b"ok\n"
 
 
-def test_agent_pid_is_the_per_call_handler(vm):
-    """QREXEC_AGENT_PID names the per-call handler, a direct child of the agent
-    (also when the service runs through PAM as root, where an intermediate
-    process sits between the handler and the service)."""
-    vm.add_service("test.Pid", "cut -d' ' -f4 /proc/$QREXEC_AGENT_PID/stat\n")
+@pytest.mark.parametrize("fork_per_call", [False, True], ids=["default", "fork-per-call"])
+def test_agent_pid_is_the_process_serving_the_call(make_vm, fork_per_call):
+    """QREXEC_AGENT_PID names the process that serves the call: a per-call
+    handler, a direct child of the agent, when the agent is root (also when the
+    service runs through PAM, where an intermediate process sits between the
+    handler and the service) or runs with --fork-per-call; else the agent itself."""
+    vm = make_vm(start=False)
+    if fork_per_call:
+        vm.agent_args = [f"--agent-socket={vm.agent_socket}", "--no-fork-server",
+                         "--fork-per-call"]
+    vm.start()
+    vm.add_service("test.Pid",
+                   "echo $QREXEC_AGENT_PID $(cut -d' ' -f4 /proc/$QREXEC_AGENT_PID/stat)\n")
     result = vm.run(vm.service_cmd("test.Pid+"))
     result.check_service_sequence(code=0)
-    assert result.stdout == f"{vm.agent.pid}\n".encode()
+    pid, ppid = (int(x) for x in result.stdout.split())
+    if is_root() or fork_per_call:
+        assert pid != vm.agent.pid and ppid == vm.agent.pid
+    else:
+        assert pid == vm.agent.pid

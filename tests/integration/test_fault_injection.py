@@ -47,7 +47,7 @@ def alive(pid):
 class World:
     """Two real VMs (work=5, vault=6) behind a controllable fake policy daemon."""
 
-    def __init__(self, qenv, daemon_env=None):
+    def __init__(self, qenv, daemon_env=None, agent_args=("-S",)):
         self.qenv = qenv
         self.pids = os.path.join(qenv.root, "pids")
         os.mkdir(self.pids)
@@ -64,8 +64,10 @@ class World:
         self.policy = qenv.policy_server(self._policy)
         self.user = getpass.getuser()
         kwargs = {"extra_env": dict(daemon_env)} if daemon_env else None
-        self.work = RealVm(qenv, 5, "work", services, daemon_kwargs=kwargs)
-        self.vault = RealVm(qenv, 6, "vault", services, daemon_kwargs=kwargs)
+        self.work = RealVm(qenv, 5, "work", services, daemon_kwargs=kwargs,
+                           agent_args=agent_args)
+        self.vault = RealVm(qenv, 6, "vault", services, daemon_kwargs=kwargs,
+                            agent_args=agent_args)
         self.background_errors = []
         self.background_count = 0
         self._stop = threading.Event()
@@ -141,10 +143,25 @@ class World:
 
 
 @pytest.fixture
-def world(qenv, request):
+def agent_args():
+    """The agents' options (tests parametrize it to choose how calls are served)."""
+    return ("-S",)
+
+
+# How the target agent serves a call: a forked handler process (always when root,
+# which needs a PAM session per call) or one of its own threads (a non-root agent).
+SERVED_BY = {"handler-process": ("-S", "--fork-per-call"), "agent-itself": ("-S",)}
+
+
+def served_in_agent(args):
+    return os.geteuid() != 0 and "--fork-per-call" not in args
+
+
+@pytest.fixture
+def world(qenv, request, agent_args):
     for name in ("qrexec-agent", "qrexec-client-vm", "qrexec-client"):
         bin_path(name)
-    w = World(qenv, getattr(request, "param", None))
+    w = World(qenv, getattr(request, "param", None), agent_args)
     # Warm-up call: lazily opened fds are then in the baseline.
     r = w.work.call("vault", "test.Cat+warm", b"warm")
     assert r.returncode == 0 and r.stdout == b"warm", r.stderr
@@ -225,18 +242,26 @@ def test_service_exits_before_reading_its_input(world):
 
 # ---- an agent or daemon dies --------------------------------------------------------------
 
-def test_target_agent_killed_mid_stream_call_still_completes(world):
-    # The data stream does not go through the agent: the call finishes normally
-    # (exit code and all bytes); the vault daemon notices its agent is gone.
+@pytest.mark.parametrize("agent_args", SERVED_BY.values(), ids=SERVED_BY.keys())
+def test_target_agent_killed_mid_stream_call_still_completes(world, agent_args):
+    # The data stream does not go through the agent: a call served by a handler
+    # process finishes normally (exit code and all bytes). A call served by the
+    # agent's own thread ends with it, promptly and as a failure. Either way the
+    # vault daemon notices its agent is gone.
     base = world.baseline()
     with world.other_calls():
         p, svc = start_stream(world, "test.Cat", "agent-kill")
         world.vault.agent.kill()
         world.vault.agent.wait(BOUND)
-        p.stdin.write(b"tail")
+        with contextlib.suppress(OSError):
+            p.stdin.write(b"tail")
         code, out, _ = finish(p)
-        assert code == 0
-        assert out.endswith(b"tail")
+        if served_in_agent(agent_args):
+            assert code != 0
+            wait_for(lambda: not alive(svc), BOUND, "service gone after its call ended")
+        else:
+            assert code == 0
+            assert out.endswith(b"tail")
         wait_for(lambda: "qrexec-agent has disconnected" in world.vault.daemon.log(), BOUND,
                  "vault daemon notices the agent is gone")
         # New calls to vault are refused (no agent), promptly.
@@ -246,9 +271,13 @@ def test_target_agent_killed_mid_stream_call_still_completes(world):
 
 
 @pytest.mark.parametrize("who", ["vault-agent", "vault-daemon", "work-agent", "work-daemon"])
-def test_agent_or_daemon_stalled_mid_stream_call_still_completes(world, who):
+def test_agent_or_daemon_stalled_mid_stream_call_still_completes(world, who, agent_args):
     # The data vchan joins the two ends directly: a stopped (SIGSTOP) agent or daemon
     # of either side delays only its own bookkeeping, then catches up after SIGCONT.
+    # A target agent that serves the call itself stops the call with it.
+    if who == "vault-agent" and served_in_agent(agent_args):
+        stalled_target_agent_call_resumes(world)
+        return
     base = world.baseline()
     vm = world.vault if who.startswith("vault") else world.work
     proc = vm.agent if who.endswith("agent") else vm.daemon.proc
@@ -265,6 +294,25 @@ def test_agent_or_daemon_stalled_mid_stream_call_still_completes(world, who):
     assert out.endswith(b"tail")
     wait_for(lambda: not alive(svc), BOUND, "service gone after its call ended")
     assert world.work.call("vault", "test.Cat+after", b"a").stdout == b"a"
+    world.assert_clean(base)
+
+
+def stalled_target_agent_call_resumes(world):
+    base = world.baseline()
+    proc = world.vault.agent
+    p, svc = start_stream(world, "test.Cat", "stall-serving-agent")
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: state(proc.pid) == "T", BOUND, "vault agent stopped")
+        p.stdin.write(b"tail")
+        p.stdin.close()
+        p.stdin = None
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+    code, out, err = finish(p)
+    assert code == 0, (code, err)
+    assert out.endswith(b"tail")
+    wait_for(lambda: not alive(svc), BOUND, "service gone after its call ended")
     world.assert_clean(base)
 
 

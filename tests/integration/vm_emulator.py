@@ -428,6 +428,10 @@ def fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def thread_count(pid):
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
 def pid_alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -595,6 +599,8 @@ class VM:
             return {"anon_inode:[eventpoll]", "anon_inode:[signalfd]"} <= links
         wait_for(in_loop, what="agent main loop")
         self.base_fds = fd_count(pid)
+        # A sanitizer's runtime may have a thread of its own (TSan does).
+        self.base_threads = thread_count(pid)
 
     def start_fork_server(self):
         path = self.fs_template.replace("%s", self.user)
@@ -622,12 +628,16 @@ class VM:
         def idle():
             # At most the baseline: a slow (sanitizer) agent can still hold a start-up
             # fd when the baseline is read, and fewer fds than that is no leak.
-            return not proc_children(pid) and fd_count(pid) <= self.base_fds
+            # No handler process and no call thread (a non-root agent serves calls
+            # in threads of its own) left.
+            return (not proc_children(pid) and fd_count(pid) <= self.base_fds
+                    and thread_count(pid) <= self.base_threads)
         try:
             wait_for(idle, timeout, "agent idle")
         except AssertionError:
             raise AssertionError(
-                f"agent not idle: children {proc_children(pid)}, fds {fd_count(pid)} "
+                f"agent not idle: children {proc_children(pid)}, fds {fd_count(pid)}, "
+                f"threads {thread_count(pid)} (baseline {self.base_threads}) "
                 f"(baseline {self.base_fds}): {sorted(os.listdir(f'/proc/{pid}/fd'))}")
 
     def wait_exit(self, timeout=TIMEOUT):
