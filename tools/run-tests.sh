@@ -8,6 +8,8 @@
 #      `nobody`, from a world-readable copy (the agent's non-root mode);
 #   3. a clang build with ASan+UBSan and libFuzzer's coverage: the unit tests and
 #      the integration suite without its volume tests (pytest marker `load`);
+#      When run as root, 3b: the suites that drive the agent, as `nobody` (where the
+#      agent serves calls in its own threads) against that build;
 #   4. every libFuzzer target of that build, a short run each from its seeds.
 # QREXEC_TESTS_QUICK=1 runs step 1 only.
 set -eu
@@ -58,6 +60,23 @@ SAN=$(cd "$SAN_BUILD" && pwd)
 (cd "$SAN" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 QREXEC_SKIP_LOAD=1 \
    QREXEC_BIN_DIR="$SAN/install/bin" ctest --output-on-failure -j2)
+
+if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
+  # A non-root agent serves calls in its own threads (a root one forks for PAM):
+  # that path under the sanitizers too, on the suites that drive the agent.
+  echo "== 3b. agent suites as nobody ($SAN_BUILD)"
+  sancopy=$(mktemp -d /tmp/qrexec-san-XXXXXX)
+  trap 'rm -rf "${copy:-}" "$sancopy"' EXIT
+  cp -r tests "$sancopy/" && cp -r "$SAN/install" "$sancopy/install"
+  chmod -R a+rX "$sancopy"
+  (cd "$sancopy" && runuser -u nobody -- env HOME=/tmp TMPDIR=/tmp \
+     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 QREXEC_SKIP_LOAD=1 \
+     QREXEC_BIN_DIR="$sancopy/install/bin" \
+     /usr/bin/python3 -m pytest -q -p no:cacheprovider -n 2 --dist loadfile \
+       tests/integration/test_agent_in_process.py tests/integration/test_seed_behaviours.py \
+       tests/integration/test_agent_flows.py tests/integration/test_agent_services.py)
+fi
 
 echo "== 4. libFuzzer targets, ${FUZZ_SECONDS}s each, two at a time ($SAN_BUILD)"
 run_fuzzer() { # fuzzer binary; its log is kept only on failure

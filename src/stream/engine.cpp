@@ -353,8 +353,11 @@ void Engine::flush_pending() {
         }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN) return;
+        // EPIPE / ECONNRESET: the reader left; the rest is discarded (§5.6), and
+        // the messages received behind it still count (EOFs, the exit code): no
+        // more bytes may arrive on the vchan to get them processed otherwise.
         end_direction(target, SHUT_WR);
-        return;
+        break;
     }
     pending_.clear();
     pending_off_ = 0;

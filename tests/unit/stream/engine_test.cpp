@@ -7,10 +7,16 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/sockios.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <future>
 #include <string>
 #include <thread>
 #include <vector>
@@ -217,8 +223,7 @@ TEST(Engine, PartialFrameBeforePeerCloseEndsTheCall) {
             stream::EngineConfig config;
             config.role = role;
             config.input = {in.first.release(), stream::CloseMethod::Close};
-            config.output = {::open("/dev/null", O_WRONLY | O_CLOEXEC),
-                             stream::CloseMethod::Close};
+            config.output = {::open("/dev/null", O_WRONLY | O_CLOEXEC), stream::CloseMethod::Close};
             auto result = stream::run_engine(*channel, std::move(config), nullptr);
             return result.exit_code ? 1 : 0;
         });
@@ -243,4 +248,65 @@ TEST(Engine, StderrCopyGetsTheServiceStderr) {
     EXPECT_EQ(copied, "to-log\n");
     auto frames = read_frames_until_exit(pair.second.get());
     EXPECT_EQ(joined(frames, MSG_DATA_STDERR), "to-log\n"); // still forwarded
+}
+
+// The local program exits without reading while the engine holds its output
+// back for it (a full socket): the failed write must not strand the messages
+// already received behind it. The call ended only when the peer gave up and
+// closed (qrexec-client-vm hung with `/bin/true` as its local program).
+TEST(Engine, ClientFinishesWhenTheReaderLeavesWhileOutputIsHeldBack) {
+    // One chunk, so every message after it is already in the engine's buffer
+    // when the write blocks: nothing more arrives on the vchan to wake it.
+    constexpr size_t kOutput = 40000;
+    signal(SIGPIPE, SIG_IGN); // as in every program of ours: writes fail with EPIPE
+    for (int round = 0; round < 3; ++round) {
+        SCOPED_TRACE(round);
+        auto pair = io::make_socketpair();
+        auto channel = transport::make_socket_channel(std::move(pair.first));
+        auto program = io::make_socketpair(); // .second: the program's stdin
+        int small = 4096;
+        ASSERT_EQ(setsockopt(program.first.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+        auto in = io::make_pipe();
+        in.second.reset(); // the program wrote nothing
+        int peer = pair.second.get();
+        std::atomic<bool> engine_done{false};
+        std::atomic<bool> peer_gave_up{false};
+        std::thread service([&] {
+            send_frame(peer, MSG_DATA_STDOUT, std::string(kOutput, 'z'));
+            send_frame(peer, MSG_DATA_STDOUT, "");
+            send_frame(peer, MSG_DATA_STDERR, "");
+            auto frame = encode_frame(MSG_DATA_EXIT_CODE, encode_exit_code(7));
+            ASSERT_TRUE(io::write_all(peer, frame));
+            // Keep the vchan open, as a live service does, until the engine ends
+            // (bounded: a hung engine must not hang the test).
+            auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+            while (!engine_done && std::chrono::steady_clock::now() < deadline) {
+                pollfd p{peer, POLLIN, 0};
+                ::poll(&p, 1, 50); // reads the engine's STDIN EOF and its close
+                char sink[4096];
+                if ((p.revents & POLLIN) && ::read(peer, sink, sizeof sink) == 0) break;
+            }
+            peer_gave_up = !engine_done;
+            ::shutdown(peer, SHUT_RDWR);
+        });
+        std::thread reader([&] {
+            // The engine has started writing and its socket is full: leave.
+            for (int queued = 0; queued < 2048;) {
+                pollfd p{program.second.get(), POLLIN, 0};
+                ASSERT_GT(::poll(&p, 1, 20000), 0);
+                ASSERT_EQ(::ioctl(program.second.get(), SIOCINQ, &queued), 0);
+            }
+            program.second.reset();
+        });
+        stream::EngineConfig config;
+        config.role = stream::Role::Client;
+        config.input = {in.first.release(), stream::CloseMethod::Close};
+        config.output = {program.first.release(), stream::CloseMethod::Shutdown};
+        auto result = stream::run_engine(*channel, std::move(config), nullptr);
+        engine_done = true;
+        reader.join();
+        service.join();
+        EXPECT_FALSE(peer_gave_up) << "the engine waited for the peer to close";
+        EXPECT_EQ(result.exit_code, 7);
+    }
 }
