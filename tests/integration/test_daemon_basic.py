@@ -71,15 +71,21 @@ def test_client_hello_and_exec_cmdline_forwarding(qenv):
 def test_port_parity_for_vm_peers(qenv):
     d, agent = qenv.start_vm(42, "vm42")
     ports = []
+    clients = []
     for peer in (43, 44, 41, 42):
         c = DaemonClient(d.socket_path)
         c.send_cmd(MSG_EXEC_CMDLINE, peer, 0, b"user:QUBESRPC a+ x\0")
         ports.append(c.recv_reply()[2])
+        clients.append(c)
         assert agent.recv_msg()[1][:4] == struct.pack("<I", peer)
     assert ports == [514, 516, 513, 515]
     # Terminated with the wrong domain: ignored; right domain: freed.
     agent.send(frame(MSG_CONNECTION_TERMINATED, exec_params(44, 514)))
     agent.send(frame(MSG_CONNECTION_TERMINATED, exec_params(43, 514)))
+    # The daemon reads the agent's messages in order and closes the call's
+    # client when it frees the port: after that EOF both were handled.
+    assert clients[0].stream.expect_eof()
+    assert not clients[1].stream.expect_eof(timeout=0.2)
     c = DaemonClient(d.socket_path)
     c.send_cmd(MSG_EXEC_CMDLINE, 44, 0, b"user:y\0")
     assert c.recv_reply()[2] == 514
@@ -149,9 +155,14 @@ def test_agent_restart_removes_and_recreates_socket(qenv):
     c2.send_cmd(MSG_EXEC_CMDLINE, 0, 0, b"user:x\0")
     assert c2.recv_reply()[2] != port
     agent2.send(frame(MSG_CONNECTION_TERMINATED, exec_params(0, port)))
-    c3 = DaemonClient(d.socket_path)
-    c3.send_cmd(MSG_EXEC_CMDLINE, 0, 0, b"user:y\0")
-    assert c3.recv_reply()[2] == port
+
+    # The termination comes on the agent's channel, new clients on the socket:
+    # once the daemon has read it, the lowest free port is that one again.
+    def next_port():
+        c3 = DaemonClient(d.socket_path)
+        c3.send_cmd(MSG_EXEC_CMDLINE, 0, 0, b"user:y\0")
+        return c3.recv_reply()[2]
+    wait_for(lambda: next_port() == port, what="the terminated call's port handed out again")
 
 
 def test_sigterm_removes_sockets(qenv):
