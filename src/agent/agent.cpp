@@ -199,7 +199,8 @@ class Agent {
     void trace_trigger_received(int fd) const;
 
     // connections table
-    void add_connection(Connection connection);
+    // Tracks a call until its end, reported as CONNECTION_TERMINATED{domain, port}.
+    void add_connection(Connection connection, uint32_t domain, uint32_t port);
     void finish_connection(size_t slot);
     void update_listener_interest();
 
@@ -391,9 +392,7 @@ bool Agent::start_in_process(const CallRequest& request) {
     }
     Connection connection;
     connection.call = std::move(call);
-    connection.domain = request.connect_domain;
-    connection.port = request.connect_port;
-    add_connection(std::move(connection));
+    add_connection(std::move(connection), request.connect_domain, request.connect_port);
     return true;
 }
 
@@ -435,9 +434,7 @@ bool Agent::try_fork_server(const CallRequest& request) {
     }
     Connection connection;
     connection.fd = std::move(fd);
-    connection.domain = request.connect_domain;
-    connection.port = request.connect_port;
-    add_connection(std::move(connection));
+    add_connection(std::move(connection), request.connect_domain, request.connect_port);
     return true;
 }
 
@@ -454,12 +451,12 @@ void Agent::start_handler(CallRequest request) {
     }
     Connection connection;
     connection.handler = std::move(child);
-    connection.domain = request.connect_domain;
-    connection.port = request.connect_port;
-    add_connection(std::move(connection));
+    add_connection(std::move(connection), request.connect_domain, request.connect_port);
 }
 
-void Agent::add_connection(Connection connection) {
+void Agent::add_connection(Connection connection, uint32_t domain, uint32_t port) {
+    connection.domain = domain;
+    connection.port = port;
     size_t slot = 0;
     while (slot < kMaxConnections && connections_.count(slot))
         ++slot;
@@ -533,9 +530,7 @@ void Agent::handle_service_connect(std::span<const std::byte> payload) {
     }
     Connection connection;
     connection.fd = std::move(client);
-    connection.domain = params.connect_domain;
-    connection.port = params.connect_port;
-    add_connection(std::move(connection));
+    add_connection(std::move(connection), params.connect_domain, params.connect_port);
 }
 
 void Agent::handle_service_refused(std::span<const std::byte> payload) {
