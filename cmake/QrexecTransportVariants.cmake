@@ -9,7 +9,7 @@
 #   * lab/          the socket backend (xen build): the lab's own copies, so
 #                   qrexec-lab still works where the system programs speak Xen.
 set(QREXEC_VCHAN_PROGRAMS
-    qrexec-agent=qrexec_agent qrexec-client-vm=qrexec_agent qrexec-fork-server=qrexec_agent
+    qrexec-agent=qrexec_agent qrexec-client-vm=qrexec_client_vm qrexec-fork-server=qrexec_agent
     qrexec-daemon=qrexec_daemon qrexec-client=qrexec_client)
 
 function(qrexec_transport_variant variant)

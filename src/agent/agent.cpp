@@ -18,6 +18,7 @@
 #include "services/exec.h"
 #include "services/lookup.h"
 #include "services/session.h"
+#include "services/user_session.h"
 #include "transport/vchan.h"
 
 #include <getopt.h>

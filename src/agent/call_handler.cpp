@@ -11,6 +11,7 @@
 #include "services/exec.h"
 #include "services/lookup.h"
 #include "services/prepare.h"
+#include "services/user_session.h"
 #include "stream/engine.h"
 #include "transport/vchan.h"
 

@@ -11,8 +11,6 @@
 
 #include <sys/types.h>
 
-#include <chrono>
-#include <functional>
 #include <optional>
 #include <string>
 
@@ -47,37 +45,6 @@ std::vector<std::string> login_shell_argv(const std::string& path, const ParsedC
 // incl. QREXEC_AGENT_PID/HOME/SHELL/USER/LOGNAME) runs body() (which should exec; if it
 // returns the grandchild exits 125). The caller's 0/1/2 are closed while waiting.
 // Returns the grandchild's status (128+sig if signalled), or 125 on any PAM failure.
-int run_as_user_with_pam(const std::string& user, pid_t agent_pid,
-                         const std::function<void()>& body);
-
-// Non-root agents: the requested user must be the current user.
-bool nonroot_user_allowed(const std::string& user);
-
-// The name of this process' effective user, looked up at most once per
-// `lifetime` (nsswitch + /etc/passwd cost ~0.3 ms per lookup). Owned by the
-// long-lived process that serves calls; empty when the lookup failed.
-class OwnUserName {
-  public:
-    explicit OwnUserName(std::chrono::steady_clock::duration lifetime = std::chrono::seconds(5))
-        : lifetime_(lifetime) {}
-    const std::string& get();
-
-  private:
-    std::chrono::steady_clock::duration lifetime_;
-    std::chrono::steady_clock::time_point fetched_{};
-    bool valid_ = false;
-    std::string name_;
-};
-
-// The name of the effective user, or nullopt when it cannot be looked up.
-std::optional<std::string> lookup_own_user_name();
-
-// The §4.3 decision for a call that needs no code in the child, as a spec the
-// parent can posix_spawn: non-root with `user` == `own_user` (or `as_self`, the
-// fork server) running an Executable (direct exec, service environment) or a
-// ShellCommand. nullopt whenever the child must do more (PAM session as root) or
-// must report a failure itself (bad token count, relative path, wrong user):
-// use exec_call_as_user / exec_service in a forked child then.
 std::optional<io::ExecSpec> direct_exec_spec(const ParsedCommand& command, const PreparedCall& call,
                                              bool as_self, const std::string& user,
                                              const std::string& own_user);
@@ -101,7 +68,4 @@ ExecRefusal exec_failure_refusal(const std::string& path, int err);
 // Whole §4.3 decision for a per-call handler's child, for Executable and ShellCommand
 // calls: as root -> PAM + login shell (services) / "<user shell> -c" (commands);
 // otherwise the user must be ours -> direct exec / "/bin/sh -c". Never returns.
-[[noreturn]] void exec_call_as_user(const ParsedCommand& command, const PreparedCall& call,
-                                    const std::string& user, pid_t agent_pid);
-
 } // namespace qrexec::services

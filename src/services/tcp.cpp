@@ -2,11 +2,14 @@
 
 #include "io/log.h"
 
-#include <netdb.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <memory>
 
 namespace qrexec::services {
@@ -68,26 +71,63 @@ std::optional<TcpTarget> parse_tcp_target(std::string_view symlink_target,
     return make_target(std::string(rest.substr(0, slash)), rest.substr(slash + 1), error);
 }
 
+namespace {
+
+// A numeric IPv4 or IPv6 address (IPv6 with an optional %SCOPE, a number or an
+// interface name). Parsed here rather than by getaddrinfo(AI_NUMERICHOST): the
+// answer is the same, but getaddrinfo drags the name service into every program
+// that links this file, and the static callers must not reach it.
+std::optional<sockaddr_storage> numeric_address(const std::string& host, uint16_t port,
+                                                socklen_t* length) {
+    sockaddr_storage address{};
+    if (host.find(':') == std::string::npos) {
+        auto* v4 = reinterpret_cast<sockaddr_in*>(&address);
+        if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) != 1) return std::nullopt;
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        *length = sizeof(sockaddr_in);
+        return address;
+    }
+    auto percent = host.find('%');
+    std::string bare = host.substr(0, percent);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&address);
+    if (inet_pton(AF_INET6, bare.c_str(), &v6->sin6_addr) != 1) return std::nullopt;
+    if (percent != std::string::npos) {
+        std::string scope = host.substr(percent + 1);
+        if (scope.empty()) return std::nullopt;
+        if (scope.find_first_not_of("0123456789") == std::string::npos) {
+            if (scope.size() > 10) return std::nullopt;
+            unsigned long id = std::stoul(scope);
+            if (id > UINT32_MAX) return std::nullopt;
+            v6->sin6_scope_id = static_cast<uint32_t>(id);
+        } else {
+            v6->sin6_scope_id = if_nametoindex(scope.c_str());
+            if (v6->sin6_scope_id == 0) return std::nullopt;
+        }
+    }
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    *length = sizeof(sockaddr_in6);
+    return address;
+}
+
+} // namespace
+
 io::Fd connect_tcp(const TcpTarget& target, std::string* error) {
-    addrinfo hints{};
-    bool v6 = target.host.find_first_of(":%") != std::string::npos;
-    hints.ai_family = v6 ? AF_INET6 : AF_INET;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-    addrinfo* list = nullptr;
-    std::string port = std::to_string(target.port);
-    int rc = getaddrinfo(target.host.c_str(), port.c_str(), &hints, &list);
-    if (rc != 0) {
-        if (error) *error = "TCP service: invalid host '" + target.host + "': " + gai_strerror(rc);
+    socklen_t length = 0;
+    auto address = numeric_address(target.host, target.port, &length);
+    if (!address) {
+        if (error)
+            *error = "TCP service: invalid host '" + target.host + "': not a numeric address";
         return {};
     }
-    std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> owner(list, freeaddrinfo);
-    io::Fd fd(socket(list->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    std::string port = std::to_string(target.port);
+    io::Fd fd(socket(address->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd) {
         if (error) *error = "TCP service: socket: " + io::errno_text(errno);
         return {};
     }
-    if (connect(fd.get(), list->ai_addr, list->ai_addrlen) != 0) {
+    if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&*address), length) != 0) {
         if (error)
             *error = "TCP service: connect to " + target.host + " port " + port + ": " +
                      io::errno_text(errno);

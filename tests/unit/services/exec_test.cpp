@@ -1,4 +1,5 @@
 #include "services/exec.h"
+#include "services/user_session.h"
 
 #include "io/fd.h"
 #include "io/process.h"

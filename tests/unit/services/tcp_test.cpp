@@ -1,9 +1,13 @@
 #include "services/tcp.h"
 
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -66,6 +70,38 @@ TEST(Tcp, NumericHostsOnly) {
     EXPECT_FALSE(connect_tcp(TcpTarget{"localhost", 80}, &error).valid());
     EXPECT_NE(error.find("invalid host"), std::string::npos);
     EXPECT_FALSE(connect_tcp(TcpTarget{"::1%", 80}, &error).valid());
+    EXPECT_NE(error.find("invalid host"), std::string::npos);
+    for (const char* bad : {"1.2.3", "1.2.3.4.5", "256.1.1.1", "::1%no-such-if0", "::1%99999999999",
+                            "::1%4294967296", "1.2.3.4%1", ":::", ""}) {
+        error.clear();
+        EXPECT_FALSE(connect_tcp(TcpTarget{bad, 80}, &error).valid()) << bad;
+        EXPECT_NE(error.find("invalid host"), std::string::npos) << bad;
+    }
+}
+
+// A scope given by interface name or number is accepted (the connect itself then
+// decides): "lo" exists wherever these tests run.
+TEST(Tcp, Ipv6ScopeByNameOrNumberConnectsToLoopback) {
+    int listener = socket(AF_INET6, SOCK_STREAM, 0);
+    if (listener < 0) GTEST_SKIP() << "no IPv6 here";
+    sockaddr_in6 addr{};
+    addr.sin6_family = AF_INET6;
+    addr.sin6_addr = in6addr_loopback;
+    socklen_t len = sizeof addr;
+    if (bind(listener, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+        close(listener);
+        GTEST_SKIP() << "no IPv6 loopback here";
+    }
+    ASSERT_EQ(listen(listener, 4), 0);
+    ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    uint16_t port = ntohs(addr.sin6_port);
+    std::string error;
+    for (const std::string& host :
+         std::vector<std::string>{"::1", "::1%lo", "::1%" + std::to_string(if_nametoindex("lo"))}) {
+        auto fd = connect_tcp(TcpTarget{host, port}, &error);
+        EXPECT_TRUE(fd.valid()) << host << ": " << error;
+    }
+    close(listener);
 }
 
 TEST(Tcp, ConnectsToLoopbackListener) {
