@@ -25,9 +25,12 @@ using Clock = std::chrono::steady_clock;
 // Large kernel buffers let one writev carry a whole 64 KiB frame.
 constexpr int kSocketBufferBytes = 1 << 20;
 
-// Data-connection wait: 50 us doubling to 1 s (about 20 tries in the first
-// second, then one per second).
-constexpr std::chrono::microseconds kFirstConnectPause{50};
+// Data-connection wait: a try every 100 us for the first 4 ms, where the
+// server almost always appears (a call's peer learns the port 0.2-1 ms after
+// us: a doubling pause from the start made each call wait for its next try,
+// 0.25 ms on average), then doubling to one try per second.
+constexpr std::chrono::microseconds kFirstConnectPause{100};
+constexpr std::chrono::microseconds kSteadyConnectWindow{4000};
 constexpr std::chrono::microseconds kMaxConnectPause{1'000'000};
 
 int remaining_ms(Clock::time_point deadline, int timeout_ms) {
@@ -201,10 +204,11 @@ std::unique_ptr<Channel> SocketBackend::connect(int peer_domain, int port, int t
     auto deadline = Clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
     // The server appears once its side learned the port (usually within a
     // millisecond), but a peer that never serves it must not cost CPU for the
-    // whole timeout: retry quickly at first, then back off exponentially to
+    // whole timeout: retry often at first, then back off exponentially to
     // kMaxConnectPause. (An inotify watch on the directory was tried: closing
     // an inotify instance costs ~10 ms in the kernel, more than it saves.)
     auto pause = kFirstConnectPause;
+    auto steady_until = Clock::now() + kSteadyConnectWindow;
     for (;;) {
         io::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
         if (!fd) {
@@ -226,7 +230,7 @@ std::unique_ptr<Channel> SocketBackend::connect(int peer_domain, int port, int t
                                    : std::chrono::microseconds(std::chrono::milliseconds(
                                          remaining_ms(deadline, timeout_ms)));
         std::this_thread::sleep_for(std::min(pause, left));
-        pause = std::min(pause * 2, kMaxConnectPause);
+        if (Clock::now() >= steady_until) pause = std::min(pause * 2, kMaxConnectPause);
     }
 }
 
