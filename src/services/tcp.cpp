@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdint>
 #include <memory>
@@ -81,8 +82,12 @@ std::optional<sockaddr_storage> numeric_address(const std::string& host, uint16_
                                                 socklen_t* length) {
     sockaddr_storage address{};
     if (host.find(':') == std::string::npos) {
+        // inet_aton, as getaddrinfo: the shorthand forms (127.1, 0x7f.0.0.1) stay
+        // valid. It would stop at white space and accept the rest: refuse it first.
         auto* v4 = reinterpret_cast<sockaddr_in*>(&address);
-        if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) != 1) return std::nullopt;
+        for (char c : host)
+            if (std::isspace(static_cast<unsigned char>(c))) return std::nullopt;
+        if (inet_aton(host.c_str(), &v4->sin_addr) == 0) return std::nullopt;
         v4->sin_family = AF_INET;
         v4->sin_port = htons(port);
         *length = sizeof(sockaddr_in);

@@ -71,12 +71,32 @@ TEST(Tcp, NumericHostsOnly) {
     EXPECT_NE(error.find("invalid host"), std::string::npos);
     EXPECT_FALSE(connect_tcp(TcpTarget{"::1%", 80}, &error).valid());
     EXPECT_NE(error.find("invalid host"), std::string::npos);
-    for (const char* bad : {"1.2.3", "1.2.3.4.5", "256.1.1.1", "::1%no-such-if0", "::1%99999999999",
-                            "::1%4294967296", "1.2.3.4%1", ":::", ""}) {
+    for (const char* bad : {"1.2.3.4.5", "256.1.1.1", "1.2.3.4 ", "127.0.0.1 x", "::1%no-such-if0",
+                            "::1%99999999999", "::1%4294967296", "1.2.3.4%1", ":::", ""}) {
         error.clear();
         EXPECT_FALSE(connect_tcp(TcpTarget{bad, 80}, &error).valid()) << bad;
         EXPECT_NE(error.find("invalid host"), std::string::npos) << bad;
     }
+}
+
+// The numeric forms getaddrinfo(AI_NUMERICHOST) accepted, shorthands included.
+TEST(Tcp, Ipv4ShorthandsReachLoopback) {
+    int listener = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(listener, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), len), 0);
+    ASSERT_EQ(listen(listener, 4), 0);
+    ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    uint16_t port = ntohs(addr.sin_port);
+    std::string error;
+    for (const char* host : {"127.0.0.1", "127.1", "0x7f.0.0.1", "2130706433"}) {
+        auto fd = connect_tcp(TcpTarget{host, port}, &error);
+        EXPECT_TRUE(fd.valid()) << host << ": " << error;
+    }
+    close(listener);
 }
 
 // A scope given by interface name or number is accepted (the connect itself then
