@@ -75,7 +75,8 @@ if [ "$(id -u)" = 0 ] && id nobody >/dev/null 2>&1; then
      QREXEC_BIN_DIR="$sancopy/install/bin" \
      /usr/bin/python3 -m pytest -q -p no:cacheprovider -n 2 --dist loadfile \
        tests/integration/test_agent_in_process.py tests/integration/test_seed_behaviours.py \
-       tests/integration/test_agent_flows.py tests/integration/test_agent_services.py)
+       tests/integration/test_agent_flows.py tests/integration/test_agent_services.py \
+       tests/integration/test_agent_capacity.py)
 fi
 
 echo "== 4. libFuzzer targets, ${FUZZ_SECONDS}s each, two at a time ($SAN_BUILD)"

@@ -5,6 +5,7 @@
 #include "io/admission.h"
 #include "io/event_loop.h"
 #include "io/fd.h"
+#include "io/fd_limit.h"
 #include "io/log.h"
 #include "io/log_field.h"
 #include "io/process.h"
@@ -50,6 +51,9 @@ using namespace qrexec::protocol;
 
 constexpr const char* kDefaultForkServerTemplate = "/var/run/qubes/qrexec-server.%s.sock";
 constexpr size_t kMaxConnections = 256;
+// Soft RLIMIT_NOFILE for an agent that serves calls in its own threads: a full
+// table (kMaxConnections calls of about 6 descriptors each) with room to spare.
+constexpr rlim_t kCallsFdLimit = 8192;
 constexpr size_t kMaxPendingTriggers = 256;
 // dom0 is trusted, but its messages still get a bound (daemons never send more).
 constexpr uint32_t kMaxControlPayload = 1 << 20;
@@ -130,6 +134,11 @@ class Agent {
           trigger_listener_(std::move(trigger_listener)), own_domain_(own_domain) {
         // A root agent opens a PAM session per call: that needs a process.
         in_process_ = !opts_.fork_per_call && ::geteuid() != 0;
+        // Calls served in this process keep all their descriptors here (about 6
+        // each: data vchan, the service's three, two eventfds), a full table of
+        // them more than the usual soft limit of 1024. What we start gets the
+        // limit it would have had without us.
+        child_fd_limit_ = io::raise_soft_fd_limit(kCallsFdLimit);
     }
 
     int run();
@@ -212,6 +221,7 @@ class Agent {
     io::Fd signal_fd_;
     // Calls served in this process: SIGUSR1 of their services (signal_routes.h).
     bool in_process_ = false;
+    std::optional<rlim_t> child_fd_limit_; // the soft RLIMIT_NOFILE we replaced
     io::Fd sigusr1_fd_;
     ServiceSignalRoutes routes_;
     io::RateLimiter sigusr1_log_limiter_{20, std::chrono::seconds(1)};
@@ -373,7 +383,8 @@ bool Agent::start_in_process(const CallRequest& request) {
         QLOG_ERRNO("eventfd for a call");
         return false;
     }
-    InProcessCall context{::getpid(), call->switch_fd.get(), &routes_, sigusr1_fd_.get()};
+    InProcessCall context{::getpid(), call->switch_fd.get(), &routes_, sigusr1_fd_.get(),
+                          child_fd_limit_};
     try {
         call->thread = std::thread([request, context, done = call->done.get()] {
             try {
@@ -444,6 +455,13 @@ void Agent::start_handler(CallRequest request) {
     try {
         child = io::spawn({}, [&]() -> int {
             io::close_fds_from(3);
+            if (child_fd_limit_) {
+                rlimit limit{};
+                if (::getrlimit(RLIMIT_NOFILE, &limit) == 0) {
+                    limit.rlim_cur = *child_fd_limit_;
+                    ::setrlimit(RLIMIT_NOFILE, &limit); // one call's fds: the old limit serves
+                }
+            }
             return run_call_handler(request);
         });
     } catch (const std::exception& e) {
@@ -564,6 +582,7 @@ void Agent::queue_for_session(CallRequest request) {
         auto pipe = io::make_pipe();
         auto paths = services::SearchPaths::from_environment();
         waiter = services::spawn_wait_for_session(paths.service_dirs, source, pipe.first.get());
+        if (child_fd_limit_) io::restore_soft_fd_limit(waiter.pid(), *child_fd_limit_);
         pipe.first.reset();
         io::write_all(pipe.second.get(), user + "\n");
     } catch (const std::exception& e) {

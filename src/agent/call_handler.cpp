@@ -4,6 +4,7 @@
 #include "agent/signal_routes.h"
 
 #include "io/fd.h"
+#include "io/fd_limit.h"
 #include "io/log.h"
 #include "io/process.h"
 #include "io/trace.h"
@@ -146,8 +147,11 @@ spawn_service_in_process(const CallRequest& request, const services::PreparedCal
     services::set_env(*spec->env, "QREXEC_AGENT_PID", std::to_string(context.agent_pid));
     spec->stdio = stdio;
     try {
-        return context.routes->spawn_and_add(context.switch_event_fd,
-                                             [&] { return io::spawn_exec(*spec); });
+        auto child = context.routes->spawn_and_add(context.switch_event_fd,
+                                                   [&] { return io::spawn_exec(*spec); });
+        if (context.service_fd_limit)
+            io::restore_soft_fd_limit(child.pid(), *context.service_fd_limit);
+        return child;
     } catch (const std::system_error& e) {
         return services::exec_failure_refusal(spec->path, e.code().value());
     }

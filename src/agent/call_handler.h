@@ -6,6 +6,7 @@
 #include "services/command.h"
 #include "services/rpc_config.h"
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -48,8 +49,9 @@ class ServiceSignalRoutes;
 struct InProcessCall {
     pid_t agent_pid = 0;      // the service's QREXEC_AGENT_PID (an environment entry)
     int switch_event_fd = -1; // SIGUSR1 routed to this call (signal_routes.h); nonblocking
-    ServiceSignalRoutes* routes = nullptr; // where the service's pid is registered
-    int sigusr1_fd = -1;                   // the agent's SIGUSR1 signalfd (routes->drain)
+    ServiceSignalRoutes* routes = nullptr;  // where the service's pid is registered
+    int sigusr1_fd = -1;                    // the agent's SIGUSR1 signalfd (routes->drain)
+    std::optional<rlim_t> service_fd_limit; // the soft RLIMIT_NOFILE the service gets back
 };
 
 // Serves one MSG_EXEC_CMDLINE in the calling thread, as run_call_handler does

@@ -4,8 +4,8 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <string.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -50,7 +50,8 @@ TEST(EventLoop, TimersFireInOrderAndCanBeCancelled) {
     auto cancelled = loop.add_timer(std::chrono::milliseconds(1), [&] { fired.push_back(99); });
     loop.add_timer(std::chrono::milliseconds(0), [&] { fired.push_back(0); });
     loop.cancel_timer(cancelled);
-    while (fired.size() < 2) loop.run_once(std::chrono::milliseconds(100));
+    while (fired.size() < 2)
+        loop.run_once(std::chrono::milliseconds(100));
     EXPECT_EQ(fired, (std::vector<int>{0, 2}));
 }
 

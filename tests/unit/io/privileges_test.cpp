@@ -1,6 +1,8 @@
 #include "io/privileges.h"
 #include "io/process.h"
 
+#include "in_child.h"
+
 #include <gtest/gtest.h>
 
 #include <grp.h>
@@ -10,21 +12,13 @@
 #include <vector>
 
 using namespace qrexec::io;
+using qrexec::io::fixtures::in_child;
 
 namespace {
 
 constexpr uid_t kUser = 65534; // nobody
 constexpr gid_t kGroup = 65534;
 const std::vector<gid_t> kSupplementary = {4, 24, 27}; // a user with some groups
-
-// Runs `body` in a forked child and returns its exit status (0 = passed).
-template <typename F> int in_child(F body) {
-    pid_t pid = ::fork();
-    if (pid == 0) _exit(body());
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 100;
-}
 
 int drop(const std::vector<gid_t>& groups, bool keep_saved_root) {
     if (::setgroups(groups.size(), groups.data()) != 0 || ::setresgid(kGroup, kGroup, kGroup) != 0)
