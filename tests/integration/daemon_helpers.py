@@ -490,9 +490,11 @@ ident = req.encode().ljust(32, b"\0")
 s.sendall(struct.pack("<IIII", 0x202, 8 + 32, 0, 0) + ident)
 t, l = struct.unpack("<II", recv(8))
 dom, port = struct.unpack("<II", recv(l))
-with open(log, "a") as f:
+# Written aside, then renamed: whoever waits for the log sees it whole or not at all.
+with open(log + ".part", "w") as f:
     f.write(json.dumps({"argv": sys.argv, "remote": os.environ.get("QREXEC_REMOTE_DOMAIN"),
                         "reply": [t, dom, port]}) + "\n")
+os.rename(log + ".part", log)
 '''
 
 
