@@ -32,6 +32,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -51,9 +52,15 @@ using namespace qrexec::protocol;
 
 constexpr const char* kDefaultForkServerTemplate = "/var/run/qubes/qrexec-server.%s.sock";
 constexpr size_t kMaxConnections = 256;
-// Soft RLIMIT_NOFILE for an agent that serves calls in its own threads: a full
-// table (kMaxConnections calls of about 6 descriptors each) with room to spare.
+// Calls served in the agent's threads keep all their descriptors here (8 each:
+// data vchan, the service's three, its pidfd, the engine's epoll, two
+// eventfds), so a full table needs
+// twice the usual soft RLIMIT_NOFILE of 1024. From kRaiseFdLimitAt calls on the
+// agent raises its soft limit to kCallsFdLimit; at kLowerFdLimitAt it goes
+// back, so that what it starts in quiet times simply inherits the old limit.
 constexpr rlim_t kCallsFdLimit = 8192;
+constexpr size_t kRaiseFdLimitAt = 64;
+constexpr size_t kLowerFdLimitAt = 16;
 constexpr size_t kMaxPendingTriggers = 256;
 // dom0 is trusted, but its messages still get a bound (daemons never send more).
 constexpr uint32_t kMaxControlPayload = 1 << 20;
@@ -134,11 +141,6 @@ class Agent {
           trigger_listener_(std::move(trigger_listener)), own_domain_(own_domain) {
         // A root agent opens a PAM session per call: that needs a process.
         in_process_ = !opts_.fork_per_call && ::geteuid() != 0;
-        // Calls served in this process keep all their descriptors here (about 6
-        // each: data vchan, the service's three, two eventfds), a full table of
-        // them more than the usual soft limit of 1024. What we start gets the
-        // limit it would have had without us.
-        child_fd_limit_ = io::raise_soft_fd_limit(kCallsFdLimit);
     }
 
     int run();
@@ -221,7 +223,10 @@ class Agent {
     io::Fd signal_fd_;
     // Calls served in this process: SIGUSR1 of their services (signal_routes.h).
     bool in_process_ = false;
-    std::optional<rlim_t> child_fd_limit_; // the soft RLIMIT_NOFILE we replaced
+    // Our soft RLIMIT_NOFILE while it is raised (0: not raised); call threads
+    // read it when they start a service.
+    std::atomic<rlim_t> replaced_fd_limit_{0};
+    void adjust_fd_limit();
     io::Fd sigusr1_fd_;
     ServiceSignalRoutes routes_;
     io::RateLimiter sigusr1_log_limiter_{20, std::chrono::seconds(1)};
@@ -384,7 +389,7 @@ bool Agent::start_in_process(const CallRequest& request) {
         return false;
     }
     InProcessCall context{::getpid(), call->switch_fd.get(), &routes_, sigusr1_fd_.get(),
-                          child_fd_limit_};
+                          &replaced_fd_limit_};
     try {
         call->thread = std::thread([request, context, done = call->done.get()] {
             try {
@@ -455,13 +460,8 @@ void Agent::start_handler(CallRequest request) {
     try {
         child = io::spawn({}, [&]() -> int {
             io::close_fds_from(3);
-            if (child_fd_limit_) {
-                rlimit limit{};
-                if (::getrlimit(RLIMIT_NOFILE, &limit) == 0) {
-                    limit.rlim_cur = *child_fd_limit_;
-                    ::setrlimit(RLIMIT_NOFILE, &limit); // one call's fds: the old limit serves
-                }
-            }
+            // One call's descriptors: the limit we were started with serves.
+            if (rlim_t replaced = replaced_fd_limit_.load()) io::set_soft_fd_limit(replaced);
             return run_call_handler(request);
         });
     } catch (const std::exception& e) {
@@ -489,9 +489,12 @@ void Agent::add_connection(Connection connection, uint32_t domain, uint32_t port
             call.handler = std::move(connection.handler);
             call.call = std::move(connection.call);
             // It ended: erasing reaps it (io::Child) or joins it, and ends the watch.
-            call.watch =
-                io::Watch(loop_, fd, EPOLLIN, [this, fd](uint32_t) { untracked_.erase(fd); });
+            call.watch = io::Watch(loop_, fd, EPOLLIN, [this, fd](uint32_t) {
+                untracked_.erase(fd);
+                adjust_fd_limit();
+            });
         }
+        adjust_fd_limit();
         return;
     }
     int watch_fd = connection.handler ? connection.handler->exit_fd()
@@ -500,6 +503,17 @@ void Agent::add_connection(Connection connection, uint32_t domain, uint32_t port
     auto& added = connections_.emplace(slot, std::move(connection)).first->second;
     added.watch = io::Watch(loop_, watch_fd, EPOLLIN | EPOLLRDHUP,
                             [this, slot](uint32_t) { finish_connection(slot); });
+    adjust_fd_limit();
+}
+
+void Agent::adjust_fd_limit() {
+    size_t calls = connections_.size() + untracked_.size();
+    rlim_t replaced = replaced_fd_limit_.load();
+    if (!replaced && calls >= kRaiseFdLimitAt) {
+        if (auto old = io::raise_soft_fd_limit(kCallsFdLimit)) replaced_fd_limit_.store(*old);
+    } else if (replaced && calls <= kLowerFdLimitAt) {
+        if (io::set_soft_fd_limit(replaced)) replaced_fd_limit_.store(0);
+    }
 }
 
 void Agent::finish_connection(size_t slot) {
@@ -522,6 +536,7 @@ void Agent::finish_connection(size_t slot) {
     }
     auto params = encode_exec_params({connection.domain, connection.port});
     connections_.erase(it);
+    adjust_fd_limit();
     send_control(MSG_CONNECTION_TERMINATED, params);
 }
 
@@ -582,7 +597,8 @@ void Agent::queue_for_session(CallRequest request) {
         auto pipe = io::make_pipe();
         auto paths = services::SearchPaths::from_environment();
         waiter = services::spawn_wait_for_session(paths.service_dirs, source, pipe.first.get());
-        if (child_fd_limit_) io::restore_soft_fd_limit(waiter.pid(), *child_fd_limit_);
+        if (rlim_t replaced = replaced_fd_limit_.load())
+            io::restore_soft_fd_limit(waiter.pid(), replaced);
         pipe.first.reset();
         io::write_all(pipe.second.get(), user + "\n");
     } catch (const std::exception& e) {

@@ -149,8 +149,8 @@ spawn_service_in_process(const CallRequest& request, const services::PreparedCal
     try {
         auto child = context.routes->spawn_and_add(context.switch_event_fd,
                                                    [&] { return io::spawn_exec(*spec); });
-        if (context.service_fd_limit)
-            io::restore_soft_fd_limit(child.pid(), *context.service_fd_limit);
+        if (rlim_t replaced = context.replaced_fd_limit ? context.replaced_fd_limit->load() : 0)
+            io::restore_soft_fd_limit(child.pid(), replaced);
         return child;
     } catch (const std::system_error& e) {
         return services::exec_failure_refusal(spec->path, e.code().value());

@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -49,9 +50,11 @@ class ServiceSignalRoutes;
 struct InProcessCall {
     pid_t agent_pid = 0;      // the service's QREXEC_AGENT_PID (an environment entry)
     int switch_event_fd = -1; // SIGUSR1 routed to this call (signal_routes.h); nonblocking
-    ServiceSignalRoutes* routes = nullptr;  // where the service's pid is registered
-    int sigusr1_fd = -1;                    // the agent's SIGUSR1 signalfd (routes->drain)
-    std::optional<rlim_t> service_fd_limit; // the soft RLIMIT_NOFILE the service gets back
+    ServiceSignalRoutes* routes = nullptr; // where the service's pid is registered
+    int sigusr1_fd = -1;                   // the agent's SIGUSR1 signalfd (routes->drain)
+    // The agent's own soft RLIMIT_NOFILE while it is raised for many calls, 0
+    // otherwise: the service gets it back (io::restore_soft_fd_limit).
+    const std::atomic<rlim_t>* replaced_fd_limit = nullptr;
 };
 
 // Serves one MSG_EXEC_CMDLINE in the calling thread, as run_call_handler does

@@ -25,6 +25,20 @@ std::optional<rlim_t> raise_soft_fd_limit(rlim_t wanted) {
     return original;
 }
 
+bool set_soft_fd_limit(rlim_t soft) {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+        QLOG_ERRNO("getrlimit RLIMIT_NOFILE");
+        return false;
+    }
+    limit.rlim_cur = soft;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+        QLOG_ERRNO("setrlimit RLIMIT_NOFILE {}", static_cast<unsigned long long>(soft));
+        return false;
+    }
+    return true;
+}
+
 void restore_soft_fd_limit(pid_t pid, rlim_t soft) {
     rlimit limit{};
     if (::prlimit(pid, RLIMIT_NOFILE, nullptr, &limit) != 0) {

@@ -13,6 +13,10 @@ namespace qrexec::io {
 // starts (nullopt: nothing changed, or the limit could not be read or set).
 std::optional<rlim_t> raise_soft_fd_limit(rlim_t wanted);
 
+// Sets this process' soft RLIMIT_NOFILE to `soft` (lowering it back after
+// raise_soft_fd_limit); false, logged, when it cannot.
+bool set_soft_fd_limit(rlim_t soft);
+
 // Gives the process `pid` the soft limit `soft` again (prlimit). A child that
 // is already gone (ESRCH) or has become another user's (EPERM, a set-uid
 // program) is left alone; other errors are logged.
