@@ -32,6 +32,7 @@ TEST(FdLimit, RaisesTheSoftLimitAndReturnsTheOldOne) {
                   auto old = raise_soft_fd_limit(200);
                   if (!old || *old != 100) return 2;
                   if (soft_limit() != 200) return 3;
+                  if (!set_soft_fd_limit(*old) || soft_limit() != 100) return 4; // and back
                   return 0;
               }),
               0);
