@@ -5,6 +5,7 @@ serves every call in its own process, so all the calls' descriptors are its,
 and it raises its soft limit while it holds many calls (DECISIONS)."""
 
 import contextlib
+import os
 import resource
 import struct
 
@@ -42,6 +43,9 @@ def held_vm(make_vm):
     return vm
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason=(
+    "a root agent forks a handler per call and keeps few descriptors itself; 257 forked "
+    "handlers take 17 s here (38 s under ASan), so the test command runs this as nobody"))
 def test_full_table_call_runs_and_only_tracked_ends_are_reported(held_vm):
     vm = held_vm
     assert soft_limit_of(vm.agent.pid) == SOFT_LIMIT
