@@ -406,6 +406,16 @@ def connect_unix(path, timeout=TIMEOUT):
 
 # ------------------------------------------------------------------ processes
 
+def fd_targets(pid):
+    """fd -> what it is (file, socket:[inode], anon_inode:[eventfd], ...), for
+    the message of a failed idle check."""
+    targets = {}
+    for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
+        with contextlib.suppress(OSError):
+            targets[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+    return targets
+
+
 def proc_children(pid):
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -638,7 +648,7 @@ class VM:
             raise AssertionError(
                 f"agent not idle: children {proc_children(pid)}, fds {fd_count(pid)}, "
                 f"threads {thread_count(pid)} (baseline {self.base_threads}) "
-                f"(baseline {self.base_fds}): {sorted(os.listdir(f'/proc/{pid}/fd'))}")
+                f"(baseline {self.base_fds}): {fd_targets(pid)}")
 
     def wait_exit(self, timeout=TIMEOUT):
         return self.agent.wait(timeout)
