@@ -124,8 +124,12 @@ def test_exit_code_only_after_stdout_and_stderr_eof(vm):
     fifo = vm.path("release")
     os.mkfifo(fifo)
     os.chmod(fifo, 0o666)
-    vm.add_service("test.Bg", f"""(cat >/dev/null; echo "stdin closed"; read x < {fifo};
+    # A background job's stdin is /dev/null unless redirected (POSIX, no job
+    # control): hand it the service's stdin as fd 3 explicitly.
+    vm.add_service("test.Bg", f"""exec 3<&0
+(cat <&3 >/dev/null; echo "stdin closed"; read x < {fifo};
  echo "child exiting") &
+exec 3<&-
 echo "process exiting"
 exit 42
 """)
